@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine: `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROJECT ?= examples
+PORT ?= 3000
+ADMIN_PORT ?= 3001
+PYTEST_ARGS ?=
+
+.PHONY: serve test venv docker images bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Provision a Docker daemon (installs docker.io + runsc as root on Debian if none is reachable).
+docker:
+	@scripts/ensure-docker
+
+# Build the local base image and the runner images (cached by content hash).
+images: venv docker
+	$(PY) -m engine.images all
+
+# Serve examples/ on http://127.0.0.1:$(PORT): in containers when Docker can be had, else in
+# child processes (trusted code only; the engine says so at start-up).
+serve: venv
+	@if scripts/ensure-docker; then backend=docker; \
+	 else echo "warning: no Docker daemon could be had; serving with the process backend (trusted code only)" >&2; backend=process; fi; \
+	 exec $(PY) -m engine serve $(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --backend $$backend --log-format console
+
+# The whole suite, the docker backend included. pytest's exit code 5 (no tests ran) is a failure.
+test: venv docker images
+	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: venv docker images
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

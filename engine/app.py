@@ -1,0 +1,198 @@
+"""The engine's lifecycle, in order: projects → backend → images → pools → listeners, and back."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from engine import __version__, metrics, protocol
+from engine.admin import make_admin_app
+from engine.backends.base import Backend, WorkerLimits, WorkerSpec
+from engine.config import MiB, Settings
+from engine.errors import ConfigError
+from engine.http_front import make_app
+from engine.pool import Pool, PoolSettings
+from engine.project import Project, load_project
+from engine.routing import Router
+from engine.service import Service
+
+log = structlog.get_logger("engine")
+
+# aiohttp's own parser limits sit above ours, so our middleware answers 431 rather than it a 400.
+_PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024, "max_headers": 1024}
+
+
+def parse_project_arg(arg: str) -> tuple[str, Path]:
+    """`NAME=PATH` or `PATH` (the name is then the directory's, made DNS-safe)."""
+    name, sep, path = arg.partition("=")
+    if sep and "/" not in name and name:
+        return name, Path(path)
+    directory = Path(arg)
+    derived = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-") or "default"
+    return derived, directory
+
+
+def make_backend(settings: Settings, engine_id: str) -> Backend:
+    if settings.backend == "process":
+        from engine.backends.process import ProcessBackend
+
+        return ProcessBackend()
+    from engine.backends.docker import DockerBackend  # only this backend imports `docker`
+
+    return DockerBackend(runtime=settings.runtime, engine_id=engine_id)
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine_id = uuid.uuid4().hex[:12]
+        self.services: list[Service] = []
+        self.backend: Backend | None = None
+        self._runners: list[web.AppRunner] = []
+        self._front_runner: web.AppRunner | None = None
+        self._stopping = False
+        self.urls: list[str] = []
+
+    # --- start ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read every project; errors name the files (before anything is started)."""
+        if not self.settings.projects:
+            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS)")
+        seen: set[str] = set()
+        for arg in self.settings.projects:
+            name, path = parse_project_arg(arg)
+            if name in seen:
+                raise ConfigError(f"two projects are named {name!r}; name one explicitly with NAME=PATH")
+            seen.add(name)
+            project = load_project(path, name)
+            for warning in project.warnings:
+                log.warning("project_warning", service=name, warning=warning)
+            self.services.append(Service.from_project(project, self.settings))
+
+    async def start(self) -> None:
+        self.load()
+        self.backend = make_backend(self.settings, self.engine_id)
+        log.info("isolation", backend=self.backend.name, isolation=self.backend.isolation,
+                 runtime=self.settings.runtime if self.settings.backend == "docker" else None)
+        metrics.ENGINE_INFO.info({
+            "version": __version__, "backend": self.backend.name,
+            "runtime": self.settings.runtime if self.settings.backend == "docker" else "none",
+        })
+        await self.backend.start()
+        for service in self.services:
+            for runtime in service.project.runtimes():
+                service.pools[runtime] = await self._make_pool(service.project, runtime)
+        admin = web.AppRunner(make_admin_app(self.readiness), access_log=None)
+        await admin.setup()
+        await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
+        self._runners.append(admin)
+        router = Router(self.services, self.settings.domain)
+        front = web.AppRunner(
+            make_app(router, self.settings, _PARSER_LIMITS), access_log=None, shutdown_timeout=self._drain_s(),
+        )
+        await front.setup()
+        await web.TCPSite(front, self.settings.host, self.settings.port).start()
+        self._front_runner = front
+        self._runners.insert(0, front)
+        self.urls = self._describe_urls()
+
+    def _drain_s(self) -> float:
+        longest = max((max(s.time_limits_s.values(), default=0) for s in self.services), default=0)
+        return max(longest, self.settings.time_limit_s) + 2.0
+
+    async def _make_pool(self, project: Project, runtime: str) -> Pool:
+        s = self.settings
+        limits = WorkerLimits(
+            memory_bytes=s.memory_mb * MiB, cpus=s.cpus,
+            pids=s.pids_limit or (128 if s.backend == "docker" and s.runtime == "runsc" else 64),
+            nofile=s.nofile_limit, fsize_bytes=s.fsize_mb * MiB, tmpfs_bytes=s.tmpfs_mb * MiB,
+        )
+        spec = WorkerSpec(
+            engine_id=self.engine_id, service=project.name, build_id=project.content_hash[:12],
+            runtime=runtime, project_root=project.root, limits=limits,
+        )
+        assert self.backend is not None
+        spec = await self.backend.prepare(spec, lambda line: log.info("build_progress", service=project.name, line=line))
+        root = "/srv/project" if s.backend == "docker" else str(project.root)
+        init = protocol.Init(
+            service=project.name,
+            project_root=root,
+            functions=[
+                protocol.FunctionEntry(name=f.name, file=f.file, url_path=f.url_path, visibility=f.visibility)
+                for f in project.functions_for(runtime)
+            ],
+            assets=[
+                protocol.AssetEntry(url_path=a.url_path, file=a.file, visibility=a.visibility)
+                for path, a in project.assets.items() if path != "/"
+            ],
+            env=project.env,
+            limits=protocol.Limits(
+                max_log_bytes=s.max_log_bytes, max_response_bytes=s.max_response_bytes,
+                max_frame_bytes=s.max_frame_bytes,
+            ),
+            dev_mode=s.dev_mode,
+        )
+        pool = Pool(
+            self.backend, spec, init,
+            PoolSettings(
+                min_idle=s.min_idle, max_workers=s.max_workers, max_queue=s.max_queue,
+                idle_timeout_s=s.idle_timeout_s, bootstrap_timeout_s=s.bootstrap_timeout_s,
+                max_frame_bytes=s.max_frame_bytes,
+            ),
+        )
+        await pool.start()
+        return pool
+
+    def _describe_urls(self) -> list[str]:
+        lines = []
+        port = self.settings.port
+        for service in self.services:
+            base = (
+                f"http://{self.settings.host}:{port}" if len(self.services) == 1
+                else f"http://{service.name}.{self.settings.domain}:{port}"
+            )
+            for path, fn in sorted(service.project.functions.items()):
+                note = "" if fn.visibility == "public" else f" [{fn.visibility}]"
+                if fn.visibility != "private":
+                    lines.append(f"{base}{path}  ({fn.runtime} function{note})")
+                else:
+                    lines.append(f"(private) {service.name}:{path}  ({fn.runtime} function, Runtime.getFunctions() only)")
+            for path, asset in sorted(service.project.assets.items()):
+                note = "" if asset.visibility == "public" else f" [{asset.visibility}]"
+                if asset.visibility != "private":
+                    lines.append(f"{base}{path}  (asset{note})")
+        return lines
+
+    async def readiness(self) -> tuple[bool, str]:
+        if self._stopping:
+            return False, "shutting down"
+        if self.backend is None or not await self.backend.healthy():
+            return False, f"backend {self.settings.backend} unreachable"
+        waiting = [f"{s.name}/{rt}" for s in self.services for rt, p in s.pools.items() if not p.ready]
+        if waiting:
+            return False, "pools warming: " + ", ".join(waiting)
+        return True, "ready"
+
+    # --- stop -----------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight invocations finish, then remove every worker."""
+        self._stopping = True
+        for runner in self._runners:
+            try:
+                await runner.cleanup()
+            except Exception:  # keep tearing down whatever else is up
+                log.exception("listener_cleanup_failed")
+        await self.close_pools()
+
+    async def close_pools(self) -> None:
+        pools = [p for s in self.services for p in s.pools.values()]
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        if self.backend is not None:
+            await self.backend.close()

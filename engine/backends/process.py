@@ -1,0 +1,184 @@
+"""Process backend: each worker is a child process with rlimits. Trusted code only.
+
+It has no filesystem, network or memory isolation beyond rlimits: it exists for development and
+fast tests, and says so at start-up. The runner gets a scrubbed environment (nothing of the
+engine's), its own session (so the whole group can be killed), a private temp dir as cwd, and dies
+with the engine (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+import weakref
+from pathlib import Path
+
+from engine.backends.base import Backend, ExitInfo, ExitKind, WorkerChannel, WorkerLimits, WorkerSpec
+from engine.errors import BackendError, ChannelClosed, FrameTooLarge
+from engine.paths import node_runner_dir, python_runner_dir
+
+_PR_SET_PDEATHSIG = 1
+_STDERR_TAIL_BYTES = 16 * 1024
+
+
+def _runner_command(runtime: str) -> list[str]:
+    if runtime == "python":
+        # -B: no .pyc; -E: ignore PYTHON* variables; -s: no user site-packages.
+        return [sys.executable, "-B", "-E", "-s", str(python_runner_dir() / "runner.py")]
+    if runtime == "node":
+        node = shutil.which("node")
+        if node is None:
+            raise BackendError("the process backend needs `node` on PATH to run JavaScript functions")
+        return [node, str(node_runner_dir() / "runner.js")]
+    raise BackendError(f"no runner for runtime {runtime!r}")
+
+
+def _child_setup(limits: WorkerLimits, nproc: int) -> None:
+    """Runs in the child between fork and exec: rlimits and death with the parent."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    # Address space, not RSS: a Python runner with the twilio package maps several times its RSS.
+    address_space = max(limits.memory_bytes * 4, 1024 * 1024 * 1024)
+    for which, value in (
+        (resource.RLIMIT_AS, address_space),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_NOFILE, limits.nofile),
+        (resource.RLIMIT_FSIZE, limits.fsize_bytes),
+        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_CORE, 0),
+    ):
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+
+def _user_process_count() -> int:
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+class ProcessChannel(WorkerChannel):
+    def __init__(self, proc: asyncio.subprocess.Process, workdir: Path, max_frame_bytes: int) -> None:
+        self.worker_id = f"proc-{proc.pid}"
+        self._proc = proc
+        self._workdir = workdir
+        self._max_frame = max_frame_bytes
+        self._killed = False
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_task = asyncio.create_task(self._drain_stderr())
+
+    async def send(self, data: bytes) -> None:
+        stdin = self._proc.stdin
+        if stdin is None or stdin.is_closing():
+            raise ChannelClosed("worker stdin is closed")
+        stdin.write(data)
+        await stdin.drain()
+
+    async def read_line(self) -> bytes:
+        assert self._proc.stdout is not None
+        try:
+            line = await self._proc.stdout.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raise ChannelClosed("worker closed its stdout") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise FrameTooLarge(f"worker sent a line over max_frame_bytes={self._max_frame}") from exc
+        return line[:-1]
+
+    async def kill(self) -> None:
+        if not self._killed:
+            self._killed = True
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            await asyncio.wait_for(self._proc.wait(), 5)
+        except asyncio.TimeoutError:
+            pass
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def exit_info(self) -> ExitInfo:
+        try:
+            code = await asyncio.wait_for(self._proc.wait(), 2)
+        except asyncio.TimeoutError:
+            return ExitInfo(ExitKind.RUNNING)
+        if self._killed:
+            return ExitInfo(ExitKind.KILLED, code)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return ExitInfo(ExitKind.SIGNALED, code, name)
+        last_lines = self.stderr_tail().strip().splitlines()
+        return ExitInfo(ExitKind.EXITED, code, last_lines[-1] if last_lines else "")
+
+    def stderr_tail(self) -> str:
+        return b"".join(self._stderr).decode("utf-8", "replace")
+
+    async def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        while chunk := await self._proc.stderr.read(4096):
+            self._stderr.append(chunk)
+            self._stderr_size += len(chunk)
+            while self._stderr_size > _STDERR_TAIL_BYTES and len(self._stderr) > 1:
+                self._stderr_size -= len(self._stderr.popleft())
+
+
+class ProcessBackend(Backend):
+    name = "process"
+    isolation = "process: child processes with rlimits, NOT isolated; trusted code only"
+
+    def __init__(self) -> None:
+        self._channels: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
+
+    async def spawn(self, spec: WorkerSpec, max_frame_bytes: int) -> WorkerChannel:
+        command = _runner_command(spec.runtime)
+        workdir = Path(tempfile.mkdtemp(prefix=f"engine-worker-{spec.service}-"))
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir),
+            "ENGINE_WORKER_ID": uuid.uuid4().hex[:12],
+        }
+        nproc = _user_process_count() + spec.limits.pids
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=lambda: _child_setup(spec.limits, nproc),
+                limit=max_frame_bytes + 1,
+            )
+        except OSError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise BackendError(f"could not start the {spec.runtime} runner ({command[0]}): {exc}") from exc
+        channel = ProcessChannel(proc, workdir, max_frame_bytes)
+        self._channels.add(channel)
+        return channel
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.kill() for c in list(self._channels)), return_exceptions=True)
+        self._channels.clear()

@@ -1,0 +1,96 @@
+"""`python -m engine serve PROJECT_DIR...`: flags, start-up report, signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+import structlog
+
+from engine import logs
+from engine.app import Engine
+from engine.config import load_settings
+from engine.errors import EngineError
+
+log = structlog.get_logger("engine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Serve Functions projects.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve one or more projects (each a service)")
+    serve.add_argument("projects", nargs="*", metavar="PROJECT_DIR",
+                       help="project directory, or NAME=DIR to name the service (default name: the directory's)")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port for functions and assets (default 3000)")
+    serve.add_argument("--admin-port", type=int, help="port for /healthz, /readyz, /metrics (default 3001)")
+    serve.add_argument("--backend", choices=["process", "docker"], help="where workers run (default process)")
+    serve.add_argument("--runtime", choices=["runc", "runsc"], help="container runtime for --backend docker")
+    serve.add_argument("--domain", help="with several services, <service>.<domain> routes to each (default localhost)")
+    serve.add_argument("--config", help="TOML or YAML file with any of these settings and per-function overrides")
+    serve.add_argument("--behind-proxy", action="store_true", default=None,
+                       help="trust X-Forwarded-Proto/-Host when checking signatures")
+    serve.add_argument("--dev-mode", action="store_true", default=None, help="put error stacks in 500 bodies")
+    serve.add_argument("--log-format", choices=["json", "console"], help="engine log format (default json)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--time-limit", dest="time_limit_s", type=float, help="default function time limit, seconds")
+    serve.add_argument("--min-idle", type=int, help="warm workers kept per pool (default 1)")
+    serve.add_argument("--max-workers", type=int, help="workers per pool at most (default 4)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
+    if not cli["projects"]:
+        cli["projects"] = None
+    try:
+        settings = load_settings(cli)
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    return asyncio.run(serve(settings))
+
+
+async def serve(settings: Any) -> int:
+    engine = Engine(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        log.info("signal", signal=signal.Signals(signum).name, action="drain" if signals_seen == 1 else "exit now")
+        stop.set()
+        if signals_seen > 1:
+            serve_task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    serve_task = asyncio.current_task()
+    assert serve_task is not None
+    try:
+        try:
+            await engine.start()
+        except EngineError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        print(f"Serving with backend {engine.backend.name if engine.backend else '?'}: "
+              f"{engine.backend.isolation if engine.backend else ''}", flush=True)
+        for line in engine.urls:
+            print(f"  {line}", flush=True)
+        print(f"Admin: http://{settings.host}:{settings.admin_port}/healthz /readyz /metrics", flush=True)
+        await stop.wait()
+        await engine.stop()
+        return 0
+    except asyncio.CancelledError:
+        await engine.close_pools()
+        return 130
+    finally:
+        if not engine._stopping:
+            await engine.close_pools()

@@ -1,0 +1,191 @@
+"""Every setting of the engine, as one pydantic model.
+
+Sources, strongest first: command-line flags, `ENGINE_*` environment variables, the `--config`
+file (TOML or YAML), the defaults below. Errors name the key and the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from engine.errors import ConfigError
+
+KiB = 1024
+MiB = 1024 * KiB
+
+_SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class FunctionOverrides(BaseModel):
+    """Per-function settings, keyed by the function's URL path (`/sms/reply`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time_limit_s: float | None = Field(default=None, gt=0, le=900)
+
+
+class ServiceOverrides(BaseModel):
+    """Per-service settings, keyed by service name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service_sid: str | None = None
+    environment_sid: str | None = None
+    functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """The engine's configuration. Units are in the names; each limit says what it protects."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGINE_", extra="forbid", validate_default=True)
+
+    # What to serve: `PATH` or `NAME=PATH`, one service each.
+    projects: list[str] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=0, le=65535)
+    # Separate listener for /healthz, /readyz, /metrics so no function path can shadow them.
+    admin_port: int = Field(default=3001, ge=0, le=65535)
+    backend: Literal["process", "docker"] = "process"
+    runtime: Literal["runc", "runsc"] = "runc"  # docker backend only
+    # With several services, `<service>.<domain>` picks the service from the Host header.
+    domain: str = "localhost"
+    # Honour X-Forwarded-Proto/-Host when rebuilding the URL for signature checks.
+    behind_proxy: bool = False
+    # Dev mode puts error stacks in 500 bodies; never on a shared runtime.
+    dev_mode: bool = False
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    config: Path | None = None  # the file these settings were read from, if any
+
+    # --- HTTP limits (front door) ---
+    max_body_bytes: int = Field(default=1 * MiB, gt=0)  # request body; over it → 413
+    max_headers: int = Field(default=90, gt=0)  # request header count; over it → 431
+    max_header_bytes: int = Field(default=15_000, gt=0)  # total request header size; over → 431
+
+    # --- invocation limits ---
+    time_limit_s: float = Field(default=10.0, gt=0, le=900)  # callback deadline; then 504 + kill
+    acquire_timeout_s: float = Field(default=10.0, gt=0)  # wait for a worker; then 503
+    max_response_bytes: int = Field(default=4 * MiB, gt=0)  # reply body; over it → 502
+    max_log_bytes: int = Field(default=64 * KiB, ge=0)  # handler output kept per invocation
+    max_frame_bytes: int = Field(default=8 * MiB, gt=0)  # one protocol line from a worker
+
+    # --- pools (one per service and language) ---
+    min_idle: int = Field(default=1, ge=0)  # warm workers kept ready
+    max_workers: int = Field(default=4, ge=1)  # workers per pool, busy or idle
+    max_queue: int = Field(default=64, ge=0)  # requests waiting for a worker; beyond → 503
+    idle_timeout_s: float = Field(default=300.0, gt=0)  # idle workers above min_idle are reaped
+    bootstrap_timeout_s: float = Field(default=30.0, gt=0)  # init → ready
+
+    # --- worker resources ---
+    memory_mb: int = Field(default=256, ge=32)
+    cpus: float = Field(default=0.5, gt=0)
+    pids_limit: int | None = Field(default=None, ge=8)  # None: per-backend/runtime default
+    nofile_limit: int = Field(default=256, ge=16)
+    fsize_mb: int = Field(default=64, ge=1)
+    tmpfs_mb: int = Field(default=64, ge=1)
+
+    services: dict[str, ServiceOverrides] = Field(default_factory=dict)
+
+    _config_file: ClassVar[Path | None] = None
+    _environ: ClassVar[dict[str, str] | None] = None
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, ServiceOverrides]) -> dict[str, ServiceOverrides]:
+        for name in value:
+            if not _SERVICE_NAME.match(name):
+                raise ValueError(f"service name {name!r} must be lowercase letters, digits and '-'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = _MappingEnvSource(settings_cls, cls._environ) if cls._environ is not None else env_settings
+        return (init_settings, env, _FileSource(settings_cls, cls._config_file))
+
+    def overrides_for(self, service: str) -> ServiceOverrides:
+        return self.services.get(service) or ServiceOverrides()
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """`ENGINE_*` variables from a given mapping instead of os.environ (tests, embedding)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: dict[str, str]) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Any:
+        return {key.lower(): value for key, value in self._given.items()}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the `--config` file (TOML by extension `.toml`, YAML otherwise)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data = read_config_file(path) if path else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a config file into a dict, with errors that name the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings at the top level")
+    return data
+
+
+def load_settings(cli: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
+    """Build the settings from CLI values (None = not given), the environment and the config file."""
+    environ = dict(os.environ if environ is None else environ)
+    given = {key: value for key, value in cli.items() if value is not None}
+    config_path = given.get("config") or environ.get("ENGINE_CONFIG")
+    Settings._config_file = Path(config_path) if config_path else None
+    Settings._environ = environ
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, Settings._config_file)) from exc
+    finally:
+        Settings._config_file = None
+        Settings._environ = None
+
+
+def describe_validation_error(exc: ValidationError, path: Path | None) -> str:
+    """One line per bad key: where it came from, the key, the reason, the bad value."""
+    where = f" (config file {path}, ENGINE_* variables or flags)" if path else " (ENGINE_* variables or flags)"
+    lines = [f"invalid settings{where}:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        value = error.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {key}: {error['msg']}{shown}")
+    return "\n".join(lines)

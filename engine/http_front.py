@@ -1,0 +1,189 @@
+"""The front door: HTTP in (behavior.md "HTTP in"), and the one place errors become statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from engine import event as event_mod
+from engine import invoke, metrics, reply, signature
+from engine.config import Settings
+from engine.errors import EngineError, PoolError, WorkerError
+from engine.routing import Route, Router
+from engine.worker import InvocationTimeout
+
+log = structlog.get_logger("engine.http")
+
+ROUTER_KEY = web.AppKey("router", Router)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+REQUEST_ID = "X-Request-Id"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_FUNCTION_METHODS = ("GET", "POST", "OPTIONS")
+_ASSET_METHODS = ("GET", "HEAD", "OPTIONS")
+_PREFLIGHT = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "*",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class BadRequest(EngineError):
+    """The request itself is wrong (400), with a message saying how."""
+
+
+def map_error(exc: BaseException, time_limit_s: float | None) -> web.Response:
+    """Every engine failure on the request path becomes exactly one status here."""
+    if isinstance(exc, InvocationTimeout):
+        limit = f" of {time_limit_s:g} s" if time_limit_s else ""
+        return reply.text_reply(504, f"The function timed out: it did not call callback() within its time limit{limit}.")
+    if isinstance(exc, PoolError):
+        return reply.text_reply(503, f"Service unavailable: {exc}", {"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, WorkerError):
+        return reply.text_reply(502, f"The function's worker failed: {exc}")
+    if isinstance(exc, BadRequest):
+        return reply.text_reply(400, f"Bad request: {exc}")
+    log.error("engine_error", error=repr(exc))
+    return reply.text_reply(500, "The engine failed to run the function; see the engine log.")
+
+
+@web.middleware
+async def front_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, header limits, error mapping and the one log line per invocation."""
+    settings = request.app[SETTINGS_KEY]
+    incoming = request.headers.get(REQUEST_ID, "")
+    request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    header_bytes = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+    if len(request.raw_headers) > settings.max_headers or header_bytes > settings.max_header_bytes:
+        response: web.StreamResponse = reply.text_reply(
+            431,
+            f"Request headers too large: {len(request.raw_headers)} headers, {header_bytes} bytes "
+            f"(limits: max_headers={settings.max_headers}, max_header_bytes={settings.max_header_bytes}).",
+        )
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = reply.text_reply(exc.status, exc.text or exc.reason, _allow(exc))
+        except (EngineError, asyncio.TimeoutError) as exc:
+            route: Route | None = request.get("route")
+            limit = route.service.time_limits_s.get(route.function.url_path) if route and route.function else None
+            response = map_error(exc, limit)
+    response.headers[REQUEST_ID] = request_id
+    route = request.get("route")
+    if route is not None and route.function is not None:
+        elapsed = time.perf_counter() - started
+        fn = route.function
+        metrics.INVOCATIONS.labels(route.service.name, fn.name, fn.runtime, str(response.status)).inc()
+        metrics.INVOCATION_SECONDS.labels(route.service.name, fn.name, fn.runtime).observe(elapsed)
+        log.info(
+            "invocation", invocation_id=request_id, service=route.service.name, function=fn.name,
+            runtime=fn.runtime, method=request.method, status=response.status,
+            duration_ms=round(elapsed * 1000, 2), worker_id=request.get("worker_id"),
+            cold=request.get("cold"), bytes_in=request.content_length or 0,
+            bytes_out=response.content_length or 0,
+        )
+    return response
+
+
+def _allow(exc: web.HTTPException) -> dict[str, str]:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    router = request.app[ROUTER_KEY]
+    settings = request.app[SETTINGS_KEY]
+    route = router.route(request.host, request.path)
+    if route is None:
+        return reply.text_reply(404, f"Not found: nothing is served at {request.path[:200]}.")
+    request["route"] = route
+    allowed = _FUNCTION_METHODS if route.function else _ASSET_METHODS
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=_PREFLIGHT)
+    if request.method not in allowed:
+        return reply.text_reply(
+            405, f"Method {request.method} not allowed here; use {', '.join(allowed)}.", {"Allow": ", ".join(allowed)}
+        )
+    raw_body, form, json_body = await _read_body(request, settings)
+    visibility = route.function.visibility if route.function else route.asset.visibility  # type: ignore[union-attr]
+    if visibility == "protected":
+        url = signature.public_url(request, settings.behind_proxy)
+        token = route.service.auth_token
+        if not signature.is_valid(token, url, request.headers.get("X-Twilio-Signature"), form, raw_body):
+            hint = "" if token else " (the service has no AUTH_TOKEN in its .env, so no signature can be valid)"
+            return reply.text_reply(403, f"Forbidden: missing or invalid X-Twilio-Signature{hint}.")
+    if route.asset is not None:
+        return web.FileResponse(route.asset.path, headers={"Content-Type": route.asset.content_type})
+    function = route.function
+    assert function is not None
+    body_params = json_body if json_body is not None else (event_mod.collapse(form.items()) if form else None)
+    event = event_mod.build_event(request.query.items(), body_params, request.headers.items())
+    context = event_mod.build_context(
+        request.path, request.host, route.service.service_sid, route.service.environment_sid
+    )
+    outcome = await invoke.run(
+        route.service, function, request["request_id"], event, context,
+        acquire_timeout_s=settings.acquire_timeout_s,
+        max_log_bytes=settings.max_log_bytes,
+        max_response_bytes=settings.max_response_bytes,
+    )
+    request["worker_id"] = outcome.worker_id
+    request["cold"] = outcome.cold
+    return outcome.response
+
+
+async def _read_body(
+    request: web.Request, settings: Settings
+) -> tuple[bytes, MultiDictProxy[str] | None, dict[str, Any] | None]:
+    """Body bytes (≤ max_body_bytes, else 413), plus the parsed form or JSON object if any."""
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=settings.max_body_bytes, actual_size=request.content_length,
+            text=f"Request body of {request.content_length} bytes is over max_body_bytes={settings.max_body_bytes}.",
+        )
+    if not request.body_exists:
+        return b"", None, None
+    ctype = request.content_type
+    if ctype == "multipart/form-data":
+        post = await request.post()
+        fields = MultiDict((k, v) for k, v in post.items() if isinstance(v, str))
+        return b"", MultiDictProxy(fields), None
+    raw = await request.read()
+    if ctype == "application/x-www-form-urlencoded":
+        charset = request.charset or "utf-8"
+        try:
+            pairs = parse_qsl(raw.decode(charset), keep_blank_values=True)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise BadRequest(f"form body is not valid {charset}: {exc}") from exc
+        return raw, MultiDictProxy(MultiDict(pairs)), None
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"malformed JSON body (Content-Type: {ctype}): {exc}") from exc
+        return raw, None, parsed if isinstance(parsed, dict) else None
+    return raw, None, None
+
+
+def make_app(router: Router, settings: Settings, parser_limits: dict[str, int]) -> web.Application:
+    app = web.Application(
+        middlewares=[front_middleware], client_max_size=settings.max_body_bytes, handler_args=parser_limits
+    )
+    app[ROUTER_KEY] = router
+    app[SETTINGS_KEY] = settings
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,92 @@
+"""One invocation: take a worker, send `invoke`, wait for `result` within the deadline, release.
+
+Waiting for a worker and running the handler are separate budgets: the first ends in 503
+(`acquire_timeout_s`), the second in 504 (the function's time limit), after which the worker is
+killed from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from engine import metrics, protocol, reply
+from engine.errors import WorkerError
+from engine.project import FunctionDef
+from engine.service import Service
+from engine.worker import Invocation, InvocationTimeout, Worker
+
+# After `result`, how long a worker may take to report `done` if the deadline is already close.
+_DONE_GRACE_S = 1.0
+# Strong references to the background `done` waits (the loop keeps only weak ones).
+_finishing: set[asyncio.Task[None]] = set()
+
+
+class WorkerFailed(WorkerError):
+    """The worker died or broke the protocol during the invocation (→ 502)."""
+
+
+@dataclass
+class Outcome:
+    response: web.Response
+    worker_id: str
+    cold: bool
+
+
+async def run(
+    service: Service,
+    function: FunctionDef,
+    invocation_id: str,
+    event: dict[str, Any],
+    context: dict[str, str],
+    *,
+    acquire_timeout_s: float,
+    max_log_bytes: int,
+    max_response_bytes: int,
+) -> Outcome:
+    pool = service.pool_for(function)
+    loop = asyncio.get_running_loop()
+    waited_from = loop.time()
+    worker, cold = await pool.acquire(acquire_timeout_s)
+    metrics.ACQUIRE_SECONDS.labels(service.name, function.runtime).observe(loop.time() - waited_from)
+    if cold:
+        metrics.COLD_STARTS.labels(service.name, function.runtime).inc()
+    deadline = loop.time() + service.time_limits_s[function.url_path]
+    invocation = Invocation(invocation_id, service.name, function.name, max_log_bytes)
+    frame = protocol.encode_invoke(invocation_id, function.name, event, context)
+    try:
+        result = await worker.invoke(frame, invocation, deadline)
+    except InvocationTimeout:
+        await worker.kill("timeout")
+        raise
+    except WorkerError as exc:
+        reason = worker.death or "crash"
+        await worker.kill(reason)
+        info = await worker.exit_info()
+        if info.kind.value == "oom":
+            worker.death = "oom"
+        raise WorkerFailed(f"{info.describe()} ({exc})") from exc
+    except BaseException:
+        await worker.kill("cancelled")
+        raise
+    response = reply.from_result(result, max_response_bytes)
+    task = asyncio.create_task(_finish(worker, invocation, max(deadline, loop.time() + _DONE_GRACE_S), pool))
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+    return Outcome(response, worker.id, cold)
+
+
+async def _finish(worker: Worker, invocation: Invocation, deadline: float, pool: Any) -> None:
+    """Wait for `done`; pool the worker again only if it proved itself clean."""
+    done = await worker.finish(invocation, deadline)
+    dropped = invocation.log_bytes_dropped + (done.log_bytes_dropped if done else 0)
+    metrics.LOG_BYTES.labels(invocation.service, "kept").inc(invocation.log_bytes)
+    if dropped:
+        metrics.LOG_BYTES.labels(invocation.service, "dropped").inc(dropped)
+    if done is None:
+        pool.release(worker, clean=False, reason="no_done" if worker.alive else (worker.death or "crash"))
+    else:
+        pool.release(worker, clean=done.clean, reason="dirty")

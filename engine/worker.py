@@ -1,0 +1,214 @@
+"""One worker: the engine's side of the protocol over a backend's channel.
+
+A reader task owns the channel's stdout for the worker's whole life, so a worker that dies while
+idle is noticed at once (and replaced), and handler output is forwarded while the handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from engine import protocol
+from engine.backends.base import ExitInfo, WorkerChannel
+from engine.errors import BootstrapError, ChannelClosed, ProtocolError, WorkerError
+
+log = structlog.get_logger("engine.worker")
+
+_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "error": "error"}
+_counter = itertools.count(1)
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"  # terminal
+
+
+_ALLOWED = {
+    WorkerState.STARTING: {WorkerState.IDLE, WorkerState.DEAD},
+    WorkerState.IDLE: {WorkerState.BUSY, WorkerState.DEAD},
+    WorkerState.BUSY: {WorkerState.IDLE, WorkerState.DEAD},
+    WorkerState.DEAD: set(),
+}
+
+
+class InvocationTimeout(WorkerError):
+    """The callback did not come before the deadline (→ 504)."""
+
+
+@dataclass
+class Invocation:
+    """What the reader needs to attribute output to the invocation in flight."""
+
+    id: str
+    service: str
+    function: str
+    max_log_bytes: int
+    log_bytes: int = 0
+    log_bytes_dropped: int = 0
+    result: asyncio.Future[protocol.Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[protocol.Done] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Worker:
+    """A runner process behind a channel, with a state machine whose last state is DEAD."""
+
+    def __init__(self, channel: WorkerChannel, service: str, on_dead: Callable[[Worker], None]) -> None:
+        self.channel = channel
+        self.id = channel.worker_id
+        self.number = next(_counter)
+        self.service = service
+        self.state = WorkerState.STARTING
+        self.idle_since = time.monotonic()
+        self.invocations = 0
+        self.ready: protocol.Ready | None = None
+        self.death: str | None = None  # why it died, once DEAD
+        self._on_dead = on_dead
+        self._current: Invocation | None = None
+        self._boot: asyncio.Future[protocol.Ready] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self.id}")
+
+    def transition(self, new: WorkerState) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise RuntimeError(f"worker {self.id}: illegal transition {self.state.value} → {new.value}")
+        self.state = new
+        if new is WorkerState.IDLE:
+            self.idle_since = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not WorkerState.DEAD
+
+    async def bootstrap(self, init: protocol.Init, timeout_s: float) -> protocol.Ready:
+        """Send `init`, wait for `ready`; any other outcome is a BootstrapError and a dead worker."""
+        try:
+            await self.channel.send(protocol.encode_init(init))
+            ready = await asyncio.wait_for(asyncio.shield(self._boot), timeout_s)
+        except asyncio.TimeoutError:
+            await self.kill("bootstrap_timeout")
+            raise BootstrapError(
+                f"worker did not answer init within bootstrap_timeout_s={timeout_s:g}s"
+            ) from None
+        except WorkerError as exc:
+            await self.kill("bootstrap_failed")
+            raise BootstrapError(str(exc)) from exc
+        self.ready = ready
+        self.transition(WorkerState.IDLE)
+        return ready
+
+    async def invoke(self, frame: bytes, invocation: Invocation, deadline: float) -> protocol.Result:
+        """Send one `invoke` and wait for its `result` until `deadline` (loop time); the pool made it BUSY."""
+        if self.state is not WorkerState.BUSY:
+            raise RuntimeError(f"worker {self.id}: invoke while {self.state.value}")
+        self._current = invocation
+        self.invocations += 1
+        try:
+            await self.channel.send(frame)
+        except (OSError, ConnectionError) as exc:
+            raise ChannelClosed(f"could not write to the worker: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(asyncio.shield(invocation.result), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise InvocationTimeout("the function did not call back before its time limit") from None
+
+    async def finish(self, invocation: Invocation, deadline: float) -> protocol.Done | None:
+        """Wait for `done` (clean-up report) until `deadline`; None if it never came."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(asyncio.shield(invocation.done), max(0.0, deadline - loop.time()))
+        except (asyncio.TimeoutError, WorkerError):
+            return None
+        finally:
+            self._current = None
+
+    async def kill(self, reason: str) -> None:
+        """Stop the worker from outside. Idempotent; the reader notices the closed channel."""
+        if self.state is not WorkerState.DEAD:
+            self.death = reason
+            self.state = WorkerState.DEAD
+            self._on_dead(self)
+        await self.channel.kill()
+
+    async def exit_info(self) -> ExitInfo:
+        return await self.channel.exit_info()
+
+    async def _read_loop(self) -> None:
+        failure: WorkerError
+        try:
+            while True:
+                self._dispatch(protocol.decode(await self.channel.read_line()))
+        except WorkerError as exc:
+            failure = exc
+        except asyncio.CancelledError:
+            failure = ChannelClosed("engine stopped reading")
+        except Exception as exc:  # a bug here must not leave an invocation hanging
+            log.exception("worker_reader_crashed", worker_id=self.id)
+            failure = ProtocolError(f"engine could not read the worker: {exc!r}")
+        for future in self._pending():
+            if not future.done():
+                future.set_exception(failure)
+                future.exception()  # mark retrieved: nobody may be waiting any more
+        if self.state is not WorkerState.DEAD:
+            self.death = "protocol" if isinstance(failure, ProtocolError) else "crash"
+            self.state = WorkerState.DEAD
+            self._on_dead(self)
+            log.warning("worker_died", worker_id=self.id, service=self.service, reason=str(failure),
+                        stderr=self.channel.stderr_tail()[-2000:] or None)
+            await self.channel.kill()
+
+    def _pending(self) -> list[asyncio.Future]:  # type: ignore[type-arg]
+        futures: list[asyncio.Future] = [self._boot]  # type: ignore[type-arg]
+        if self._current is not None:
+            futures += [self._current.result, self._current.done]
+        return futures
+
+    def _dispatch(self, message: protocol.Ready | protocol.InitErrorMsg | protocol.Log | protocol.Result | protocol.Done) -> None:
+        current = self._current
+        if isinstance(message, protocol.Log):
+            self._handler_log(message, current)
+        elif isinstance(message, protocol.Ready):
+            if self._boot.done():
+                raise ProtocolError("worker sent `ready` twice")
+            if message.protocol != protocol.PROTOCOL_VERSION:
+                raise ProtocolError(
+                    f"worker speaks protocol {message.protocol}, engine speaks {protocol.PROTOCOL_VERSION}; rebuild the runner image"
+                )
+            self._boot.set_result(message)
+        elif isinstance(message, protocol.InitErrorMsg):
+            raise BootstrapError(f"worker could not start: {message.message}")
+        elif isinstance(message, protocol.Result):
+            if current is None or message.id != current.id or current.result.done():
+                raise ProtocolError(f"unexpected `result` for invocation {message.id}")
+            current.result.set_result(message)
+        elif isinstance(message, protocol.Done):
+            if current is None or message.id != current.id or not current.result.done() or current.done.done():
+                raise ProtocolError(f"unexpected `done` for invocation {message.id}")
+            current.done.set_result(message)
+
+    def _handler_log(self, message: protocol.Log, current: Invocation | None) -> None:
+        if current is None or message.id != current.id:
+            if message.id is None and current is None:
+                log.info("handler_log", service=self.service, worker_id=self.id, stream_level=message.level,
+                         message=message.message[:4096], invocation_id=None, function=None)
+            return  # output of an earlier invocation on a worker that claimed to be clean: dropped
+        size = len(message.message.encode("utf-8", "replace"))
+        if current.log_bytes + size > current.max_log_bytes:
+            current.log_bytes_dropped += size
+            return
+        current.log_bytes += size
+        log.log(
+            _LEVEL_NUMBERS[message.level], "handler_log", invocation_id=current.id, service=current.service,
+            function=current.function, stream_level=message.level, message=message.message,
+        )
+
+
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
