@@ -63,12 +63,8 @@ async def run(
         await worker.kill("timeout")
         raise
     except WorkerError as exc:
-        reason = worker.death or "crash"
-        await worker.kill(reason)
-        info = await worker.exit_info()
-        if info.kind.value == "oom":
-            worker.death = "oom"
-        raise WorkerFailed(f"{info.describe()} ({exc})") from exc
+        await worker.kill(worker.death or "protocol")
+        raise WorkerFailed(str(exc)) from exc
     except BaseException:
         await worker.kill("cancelled")
         raise

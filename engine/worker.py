@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from engine import protocol
-from engine.backends.base import ExitInfo, WorkerChannel
+from engine.backends.base import ExitInfo, ExitKind, WorkerChannel
 from engine.errors import BootstrapError, ChannelClosed, ProtocolError, WorkerError
 
 log = structlog.get_logger("engine.worker")
 
-_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "error": "error"}
 _counter = itertools.count(1)
 
 
@@ -71,6 +70,7 @@ class Worker:
         self.invocations = 0
         self.ready: protocol.Ready | None = None
         self.death: str | None = None  # why it died, once DEAD
+        self.exit: ExitInfo | None = None  # how its process ended, when it ended by itself
         self._on_dead = on_dead
         self._current: Invocation | None = None
         self._boot: asyncio.Future[protocol.Ready] = asyncio.get_running_loop().create_future()
@@ -153,17 +153,25 @@ class Worker:
         except Exception as exc:  # a bug here must not leave an invocation hanging
             log.exception("worker_reader_crashed", worker_id=self.id)
             failure = ProtocolError(f"engine could not read the worker: {exc!r}")
+        died_by_itself = self.state is not WorkerState.DEAD
+        if died_by_itself and isinstance(failure, ChannelClosed):
+            # Ask why before cleaning up: removing a container erases its OOM flag and exit code.
+            self.exit = await self.channel.exit_info()
+            failure = ChannelClosed(self.exit.describe())
         for future in self._pending():
             if not future.done():
                 future.set_exception(failure)
                 future.exception()  # mark retrieved: nobody may be waiting any more
-        if self.state is not WorkerState.DEAD:
-            self.death = "protocol" if isinstance(failure, ProtocolError) else "crash"
+        if died_by_itself and self.state is not WorkerState.DEAD:
+            if isinstance(failure, ProtocolError):
+                self.death = "protocol"
+            else:
+                self.death = "oom" if self.exit and self.exit.kind is ExitKind.OOM else "crash"
             self.state = WorkerState.DEAD
             self._on_dead(self)
             log.warning("worker_died", worker_id=self.id, service=self.service, reason=str(failure),
                         stderr=self.channel.stderr_tail()[-2000:] or None)
-            await self.channel.kill()
+        await self.channel.kill()
 
     def _pending(self) -> list[asyncio.Future]:  # type: ignore[type-arg]
         futures: list[asyncio.Future] = [self._boot]  # type: ignore[type-arg]
@@ -211,4 +219,5 @@ class Worker:
         )
 
 
-_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+# Handler output is never filtered by the engine's own log level: debug lines are logged at info.
+_LEVEL_NUMBERS = {"debug": 20, "info": 20, "warn": 30, "error": 40}
