@@ -1,0 +1,8 @@
+# Handler Method Boilerplate: Twilio Function handler method boilerplate.
+
+
+def handler(context, event, callback):
+    # Your application logic
+
+    # To emit a response and stop execution, call the callback() method
+    return callback()

@@ -1,0 +1,6 @@
+# Return a Simple Successful Response: an empty HTTP 200 OK.
+
+
+def handler(context, event, callback):
+    # Providing neither error nor response will result in a 200 OK
+    return callback()

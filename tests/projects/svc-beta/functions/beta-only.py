@@ -1,0 +1,2 @@
+def handler(context, event, callback):
+    return callback(None, "only in beta")
