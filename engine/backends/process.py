@@ -21,7 +21,8 @@ import uuid
 import weakref
 from pathlib import Path
 
-from engine.backends.base import Backend, ExitInfo, ExitKind, WorkerChannel, WorkerLimits, WorkerSpec
+from engine import pydeps
+from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerLimits, WorkerSpec
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 from engine.paths import node_runner_dir, python_runner_dir
 
@@ -31,8 +32,9 @@ _STDERR_TAIL_BYTES = 16 * 1024
 
 def _runner_command(runtime: str) -> list[str]:
     if runtime == "python":
-        # -B: no .pyc; -E: ignore PYTHON* variables; -s: no user site-packages.
-        return [sys.executable, "-B", "-E", "-s", str(python_runner_dir() / "runner.py")]
+        # -B: no .pyc; -s: no user site-packages. The environment is ours entirely (see spawn),
+        # so PYTHONPATH carries only the project's own requirements.
+        return [sys.executable, "-B", "-s", str(python_runner_dir() / "runner.py")]
     if runtime == "node":
         node = shutil.which("node")
         if node is None:
@@ -148,6 +150,15 @@ class ProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._channels: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
+        self._pythonpath: dict[str, str] = {}  # service → its requirements' site dir
+
+    async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
+        """Install the project's requirements.txt (Python) into a cache dir, once per content."""
+        if spec.runtime == "python":
+            site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
+            if site is not None:
+                self._pythonpath[spec.service] = str(site)
+        return spec
 
     async def spawn(self, spec: WorkerSpec, max_frame_bytes: int) -> WorkerChannel:
         command = _runner_command(spec.runtime)
@@ -159,6 +170,8 @@ class ProcessBackend(Backend):
             "TMPDIR": str(workdir),
             "ENGINE_WORKER_ID": uuid.uuid4().hex[:12],
         }
+        if spec.service in self._pythonpath:
+            env["PYTHONPATH"] = self._pythonpath[spec.service]
         nproc = _user_process_count() + spec.limits.pids
         try:
             proc = await asyncio.create_subprocess_exec(
