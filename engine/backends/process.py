@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
+import hashlib
 import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -39,8 +41,31 @@ def _runner_command(runtime: str) -> list[str]:
         node = shutil.which("node")
         if node is None:
             raise BackendError("the process backend needs `node` on PATH to run JavaScript functions")
-        return [node, str(node_runner_dir() / "runner.js")]
+        # Without the WebAssembly trap handler, Node does not need to reserve more address space
+        # than RLIMIT_AS allows (fetch()'s parser is WebAssembly).
+        return [node, "--disable-wasm-trap-handler", str(node_runner_home() / "runner.js")]
     raise BackendError(f"no runner for runtime {runtime!r}")
+
+
+def node_runner_home() -> Path:
+    """The Node runner with its node_modules: in place in a checkout, else a cached copy made with npm ci."""
+    source = node_runner_dir()
+    if (source / "node_modules" / "twilio").is_dir():
+        return source
+    lock = (source / "package-lock.json").read_bytes()
+    home = pydeps.cache_root() / "node-runner" / hashlib.sha256(lock + (source / "runner.js").read_bytes()).hexdigest()[:16]
+    if not (home / ".complete").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BackendError("the Node runner's packages are missing and `npm` is not on PATH to install them")
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(source, home, ignore=shutil.ignore_patterns("node_modules", "Dockerfile"))
+        result = subprocess.run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=home,
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"npm ci for the Node runner failed in {home}: {result.stderr.strip()[-500:]}")
+        (home / ".complete").touch()
+    return home
 
 
 def _child_setup(limits: WorkerLimits, nproc: int) -> None:
@@ -154,6 +179,8 @@ class ProcessBackend(Backend):
 
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
         """Install the project's requirements.txt (Python) into a cache dir, once per content."""
+        if spec.runtime == "node":
+            await asyncio.to_thread(node_runner_home)  # npm ci once, off the event loop
         if spec.runtime == "python":
             site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
             if site is not None:

@@ -1,0 +1,166 @@
+'use strict';
+/**
+ * One loaded service: built from `init`, it runs invocations one at a time.
+ *
+ * The `twilio` package is required here, once `init` arrived, so a missing package is answered
+ * with `init_error` instead of killing the runner.
+ */
+
+const path = require('path');
+
+const { installGlobals } = require('./globals');
+const { Invocation } = require('./invocation');
+const { limitsFromInit } = require('./limits');
+const { addFallbackModulePath, loadFunction } = require('./loader');
+const { setTwiMLClass } = require('./reply');
+const { Tracker } = require('./tracker');
+const { keepListener, realExit } = require('./process_guard');
+
+const RUNNER_NODE_MODULES = path.resolve(__dirname, '..', 'node_modules');
+
+/** `init` cannot be used (answered with `init_error`). */
+class InitError extends Error {}
+
+function entries(init, key, required) {
+  const list = init[key] === undefined || init[key] === null ? [] : init[key];
+  if (!Array.isArray(list)) throw new InitError(`init.${key} must be a list`);
+  for (const [i, entry] of list.entries()) {
+    if (entry === null || typeof entry !== 'object') throw new InitError(`init.${key}[${i}] must be an object`);
+    for (const field of required) {
+      if (typeof entry[field] !== 'string' || !entry[field]) {
+        throw new InitError(`init.${key}[${i}].${field} must be a non-empty string, got ${JSON.stringify(entry[field])}`);
+      }
+    }
+  }
+  return list;
+}
+
+function loadTwilio() {
+  try {
+    // eslint-disable-next-line global-require
+    const twilio = require('twilio');
+    let TwiML = null;
+    try {
+      // eslint-disable-next-line global-require
+      const mod = require('twilio/lib/twiml/TwiML');
+      TwiML = mod && mod.default ? mod.default : mod;
+    } catch {
+      TwiML = Object.getPrototypeOf(twilio.twiml.MessagingResponse);
+    }
+    return { twilio, TwiML };
+  } catch (err) {
+    throw new InitError(`cannot load the npm \`twilio\` package from ${RUNNER_NODE_MODULES}: ${err.message.split('\n', 1)[0]}`);
+  }
+}
+
+class Service {
+  /** Build the service from `init` (InitError when it cannot be used); loads every function. */
+  constructor(init, plumbing) {
+    const { channel, sink, capture } = plumbing;
+    this.channel = channel;
+    this.sink = sink;
+    this.capture = capture;
+    try {
+      this.limits = limitsFromInit(init.limits);
+    } catch (err) {
+      throw new InitError(err.message);
+    }
+    if (typeof init.project_root !== 'string' || !init.project_root) {
+      throw new InitError('init.project_root must be a non-empty string');
+    }
+    const env = init.env === undefined || init.env === null ? {} : init.env;
+    if (typeof env !== 'object' || Array.isArray(env)) throw new InitError('init.env must be an object');
+    this.projectRoot = path.resolve(init.project_root);
+    this.env = { ...env };
+    this.devMode = init.dev_mode === true;
+    const functions = entries(init, 'functions', ['name', 'file']);
+    const assets = entries(init, 'assets', ['url_path', 'file']);
+
+    channel.maxFrameBytes = this.limits.max_frame_bytes;
+    sink.configure(this.limits);
+
+    const { twilio, TwiML } = loadTwilio();
+    this.twilio = twilio;
+    setTwiMLClass(TwiML);
+    addFallbackModulePath(RUNNER_NODE_MODULES);
+    installGlobals({ twilio, projectRoot: this.projectRoot, functions, assets, env: this.env });
+
+    this.tracker = new Tracker({ onLateTaint: (work, reason) => this.onLateTaint(work, reason) });
+    this.tracker.install();
+    // Listeners, not setUncaughtExceptionCaptureCallback: that one makes require('domain') throw.
+    keepListener('uncaughtException', (err) => this.onUncaught(err, 'uncaught exception'));
+    keepListener('unhandledRejection', (reason) => this.onUncaught(reason, 'unhandled promise rejection'));
+
+    this.current = null;
+    this.queue = [];
+    this.functions = new Map();
+    this.loadErrors = {};
+    for (const fn of functions) {
+      const loaded = loadFunction(this.projectRoot, fn.file, (text) => sink.emit('error', text));
+      this.functions.set(fn.name, loaded);
+      if (loaded.error) this.loadErrors[fn.name] = loaded.error.message;
+    }
+  }
+
+  readyMessage() {
+    return {
+      type: 'ready', protocol: 1, runtime: 'node', runtime_version: process.versions.node, pid: process.pid,
+      load_errors: this.loadErrors,
+    };
+  }
+
+  /** Run an `invoke`; one at a time (the engine waits for `done`, a second one is queued). */
+  invoke(message) {
+    if (typeof message.id !== 'string' || !message.id) {
+      this.sink.emit('error', 'runner: ignoring an `invoke` without a string `id`');
+      return;
+    }
+    if (this.current !== null) {
+      this.queue.push(message);
+      return;
+    }
+    this.start(message);
+  }
+
+  start(message) {
+    this.sink.begin(message.id);
+    const invocation = new Invocation(this, message);
+    this.current = invocation;
+    invocation.run();
+  }
+
+  finished(invocation) {
+    if (this.current === invocation) this.current = null;
+    if (this.current === null && this.queue.length) this.start(this.queue.shift());
+  }
+
+  /** An uncaught error: the invocation in flight fails with it, else it is logged. */
+  onUncaught(err, what) {
+    const current = this.current;
+    if (current !== null && !current.work.over) {
+      current.fail(err, what);
+      return;
+    }
+    const text = err instanceof Error || (err && typeof err.stack === 'string') ? err.stack : String(err);
+    this.sink.emit('error', `${what}: ${text}`);
+  }
+
+  /** A finished invocation's code ran after its `done`: this worker can no longer be called clean. */
+  onLateTaint(work, reason) {
+    const current = this.current;
+    if (current !== null) {
+      const prefix = `an earlier invocation (${work.id}) ran code after its done`;
+      if (!current.work.taints.some((t) => t.startsWith(prefix))) current.work.taints.push(`${prefix}: ${reason}`);
+      return;
+    }
+    // Idle: nobody will ask for a verdict before the next invocation runs next to this code. Leave
+    // now, so the engine replaces the worker.
+    try {
+      this.sink.emit('error', `runner: invocation ${work.id} ran code after it was done (${reason}); exiting so the worker is replaced`);
+    } finally {
+      realExit(70);
+    }
+  }
+}
+
+module.exports = { Service, InitError };

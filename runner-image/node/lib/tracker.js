@@ -1,0 +1,395 @@
+'use strict';
+/**
+ * Leftover work: what an invocation started, and how it is stopped once the callback is called.
+ *
+ * OWNERSHIP. Each invocation runs inside `als.run(work, ...)`. AsyncLocalStorage hands the store on
+ * to everything created from there (timers, sockets, requests, promise reactions, and what *they*
+ * create), so an async_hooks `init` hook that reads the store knows the owner of every new
+ * resource. Runner code that schedules work while a handler is on the stack does it inside
+ * `als.exit()`, so it never belongs to an invocation.
+ *
+ * STOPPING ("sweep"), synchronously when the callback is first called, again on the next tick
+ * (after the handler's own synchronous code), on the next turn and right before `done`:
+ *   Timeout, Immediate        clearTimeout / clearImmediate, callback replaced by a no-op
+ *   TickObject, Microtask     callback replaced by a no-op
+ *   requests                  `oncomplete` / `ondone` replaced by no-ops (fs, dns, connect, write,
+ *                             shutdown, crypto jobs): they may complete, nothing of the handler runs
+ *   handles                   the JS owner (socket, server, child process, watcher, worker, zlib
+ *                             stream, message port) loses every listener (an http.Agent is told
+ *                             to drop the socket first), gets a no-op 'error' listener, then is
+ *                             destroyed / closed / SIGKILLed / terminated
+ *   promise reactions         `then` / `catch` / `finally` callbacks registered by the invocation
+ *                             are guarded: once the callback was called they do not run and their
+ *                             promise never settles, so the rest of the chain never runs either
+ * Timers, immediates and ticks the invocation creates after its callback are neutralised at birth.
+ * Process listeners added by the handler are removed by the invocation (lib/invocation.js).
+ *
+ * THE RULE FOR `done.clean`. Clean only if every resource the invocation created was finished
+ * or stopped by us, which after the final sweep means all of:
+ *   1. no un-cancellable operation is in flight (fs.promises requests: their completion resolves
+ *      a promise directly, which nothing can intercept);
+ *   2. no promise the invocation created is still pending and still reachable after a full GC (a
+ *      reachable pending promise can be settled later, e.g. by a resolver kept in module state,
+ *      and run the invocation's code then; an unreachable one never can);
+ *   3. no code of the invocation ran after its callback other than no-ops and guarded reactions:
+ *      an `await` continuation resuming, or any other callback of the invocation firing, is seen by
+ *      the `before` hook and "taints" the invocation.
+ * Otherwise `done` says `clean: false` with the reasons and the engine replaces the worker before
+ * any later invocation. Code that runs synchronously after `callback()` in the same turn cannot be
+ * stopped (as in the hosted service) and is not a leftover.
+ *
+ * Without a GC to call (V8 refusing --expose-gc), every pending promise counts as reachable.
+ *
+ * A taint seen after `done` (the invocation's code resumed later after all) is reported through
+ * `onLateTaint`: the runner marks the invocation in flight dirty, or exits when idle.
+ *
+ * KNOWN LIMITS. A fetch() still in flight at the callback stays queued in undici's process-wide
+ * pool, so its promises stay reachable: `clean: false`. Listeners a handler adds to long-lived
+ * emitters other than `process` (its own module-level ones) are not removed. Process-wide
+ * singletons that the first invocation happens to create (a module-level connection pool made
+ * lazily) belong to that invocation and are stopped with it.
+ */
+
+const { AsyncLocalStorage, createHook, executionAsyncResource } = require('async_hooks');
+const v8 = require('v8');
+const vm = require('vm');
+
+const als = new AsyncLocalStorage();
+const noop = () => {};
+const originalThen = Promise.prototype.then;
+
+const TIMER = 1;
+const IMMEDIATE = 2;
+const TICK = 3;
+const REQUEST = 4;
+const HANDLE = 5;
+const UNCANCELLABLE = 6;
+
+const HANDLE_TYPES = [
+  'TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'UDPWRAP', 'PROCESSWRAP', 'FSEVENTWRAP',
+  'STATWATCHER', 'SIGNALWRAP', 'TTYWRAP', 'TLSWRAP', 'ZLIB', 'MESSAGEPORT', 'WORKER', 'HTTP2SESSION',
+];
+const REQUEST_TYPES = [
+  'FSREQCALLBACK', 'GETADDRINFOREQWRAP', 'GETNAMEINFOREQWRAP', 'QUERYWRAP', 'TCPCONNECTWRAP',
+  'PIPECONNECTWRAP', 'WRITEWRAP', 'SHUTDOWNWRAP', 'UDPSENDWRAP',
+];
+const KINDS = new Map([
+  ['Timeout', TIMER], ['Immediate', IMMEDIATE], ['TickObject', TICK], ['Microtask', TICK],
+  ['FSREQPROMISE', UNCANCELLABLE], ['FILEHANDLECLOSEREQ', UNCANCELLABLE],
+  ...HANDLE_TYPES.map((t) => [t, HANDLE]),
+  ...REQUEST_TYPES.map((t) => [t, REQUEST]),
+]);
+
+/** What kind of resource a type is; 0 for passive ones that only run when something else drives them. */
+function kindOf(type) {
+  const kind = KINDS.get(type);
+  if (kind !== undefined) return kind;
+  // crypto jobs (PBKDF2REQUEST, RANDOMBYTESREQUEST, SCRYPTREQUEST, ...) report through `ondone`
+  return /REQUEST$/.test(type) ? REQUEST : 0;
+}
+
+/** A full, synchronous GC, or null when V8 will not expose one. */
+const collectGarbage = (() => {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc');
+    return typeof gc === 'function' ? gc : null;
+  } catch {
+    return null;
+  }
+})();
+
+/** One invocation's tracked resources; also the AsyncLocalStorage store that marks its code. */
+class Work {
+  constructor(id) {
+    this.id = id;
+    this.over = false; // the callback was called: nothing of ours may run any more
+    this.closed = false; // `done` was sent: stop tracking
+    this.live = new Map(); // asyncId -> {type, kind, resource}, non-promise resources to stop
+    this.stopped = new WeakSet(); // resources we neutralised (their callbacks are no-ops)
+    this.taints = [];
+  }
+}
+
+class Tracker {
+  /** onLateTaint(work, reason) is called when a finished invocation's code runs after `done`. */
+  constructor({ onLateTaint }) {
+    this.onLateTaint = onLateTaint;
+    this.pending = new Map(); // promise asyncId -> [work, WeakRef(promise)], pending promises
+    this.guarded = new WeakSet(); // promises whose reactions our `then` guard wraps
+    this.hook = null;
+  }
+
+  /** Start tracking. Must run before any user code, so every `then` a handler uses is the guarded one. */
+  install() {
+    const tracker = this;
+    Promise.prototype.then = function then(onFulfilled, onRejected) {
+      const work = als.getStore();
+      if (!(work instanceof Work)) return originalThen.call(this, onFulfilled, onRejected);
+      const derived = originalThen.call(this, guard(work, onFulfilled), guard(work, onRejected));
+      tracker.guarded.add(derived);
+      return derived;
+    };
+    this.hook = createHook({
+      init: (asyncId, type, triggerAsyncId, resource) => {
+        try {
+          this.onInit(asyncId, type, resource);
+        } catch {
+          // a throw inside an async hook kills the process: never
+        }
+      },
+      before: (asyncId) => {
+        try {
+          this.onBefore(asyncId);
+        } catch {
+          // see above
+        }
+      },
+      after: (asyncId) => {
+        try {
+          this.onAfter(asyncId);
+        } catch {
+          // see above
+        }
+      },
+      promiseResolve: (asyncId) => {
+        this.pending.delete(asyncId);
+      },
+    });
+    this.hook.enable();
+  }
+
+  /** Run fn as the invocation's code: everything it creates belongs to `work`. */
+  run(work, fn) {
+    return als.run(work, fn);
+  }
+
+  /** Run fn as runner code, even when called from inside a handler (callback, console). */
+  outside(fn) {
+    return als.exit(fn);
+  }
+
+  onInit(asyncId, type, resource) {
+    const work = als.getStore();
+    if (!(work instanceof Work) || work.closed) return;
+    if (type === 'PROMISE') {
+      this.pending.set(asyncId, [work, new WeakRef(resource)]);
+      return;
+    }
+    const kind = kindOf(type);
+    if (kind === 0) return;
+    work.live.set(asyncId, { type, kind, resource });
+    if (work.over) neutraliseAtBirth(work, kind, resource);
+  }
+
+  onBefore() {
+    const work = als.getStore();
+    if (!(work instanceof Work) || !work.over) return;
+    const resource = executionAsyncResource();
+    if (work.stopped.has(resource) || this.guarded.has(resource)) return;
+    // node's internal promises (primordials' SafePromise) are not `instanceof Promise`
+    const what = resource instanceof Promise || typeof resource.then === 'function'
+      ? 'an `await` (or other promise continuation) resumed'
+      : `a callback (${describe(resource)}) ran`;
+    this.taint(work, `code of the invocation ran after its callback: ${what}`);
+  }
+
+  onAfter(asyncId) {
+    const work = als.getStore();
+    if (!(work instanceof Work)) return;
+    const entry = work.live.get(asyncId);
+    if (entry === undefined || entry.kind === HANDLE) return;
+    if (entry.kind !== TIMER || entry.resource._destroyed) work.live.delete(asyncId);
+  }
+
+  taint(work, reason) {
+    if (!work.taints.includes(reason)) work.taints.push(reason);
+    if (work.closed) this.onLateTaint(work, reason);
+  }
+
+  /** The callback was called: from now on nothing of the invocation runs. Sweeps right away. */
+  end(work) {
+    work.over = true;
+    this.sweep(work);
+  }
+
+  /** Stop every live resource of the invocation (idempotent; runs as runner code). */
+  sweep(work) {
+    als.exit(() => {
+      for (const [asyncId, entry] of work.live) {
+        try {
+          stop(work, entry);
+        } catch {
+          // a resource in an odd state: it is still counted below if it is un-cancellable
+        }
+        if (entry.kind !== UNCANCELLABLE) work.live.delete(asyncId);
+      }
+    });
+  }
+
+  /**
+   * The verdict for `done`: `{clean, reason}` after a final sweep (rule at the top of this file).
+   * Runs a full GC only when promises of the invocation are still pending.
+   */
+  verdict(work) {
+    this.sweep(work);
+    const reasons = [...work.taints];
+    const inFlight = [...work.live.values()].filter((e) => e.kind === UNCANCELLABLE);
+    if (inFlight.length) {
+      const types = [...new Set(inFlight.map((e) => e.type))].join(', ');
+      reasons.push(`${inFlight.length} un-cancellable operation(s) still in flight (${types}: fs.promises)`);
+    }
+    const refs = [];
+    for (const [asyncId, [owner, ref]] of this.pending) {
+      if (owner === work) refs.push([asyncId, ref]);
+    }
+    if (refs.length) {
+      if (collectGarbage !== null) collectGarbage();
+      let alive = 0;
+      for (const [asyncId, ref] of refs) {
+        if (ref.deref() === undefined) this.pending.delete(asyncId);
+        else alive += 1;
+      }
+      if (alive) {
+        reasons.push(`${alive} promise(s) created by the invocation are still pending and reachable: settling them later would run its code`);
+      }
+    }
+    return { clean: reasons.length === 0, reason: reasons.length ? reasons.join('; ') : null };
+  }
+
+  /** `done` was sent: forget the invocation (a late taint still reaches onLateTaint). */
+  close(work) {
+    work.closed = true;
+    work.live.clear();
+    for (const [asyncId, [owner]] of this.pending) {
+      if (owner === work) this.pending.delete(asyncId);
+    }
+  }
+}
+
+/** A `then` callback that does nothing once the invocation is over (and never settles its promise). */
+function guard(work, fn) {
+  if (typeof fn !== 'function') return fn;
+  return function guardedReaction(value) {
+    if (work.over) return new Promise(noop);
+    return fn(value);
+  };
+}
+
+function neutraliseAtBirth(work, kind, resource) {
+  if (kind === TIMER) {
+    resource._onTimeout = noop;
+    resource._repeat = null;
+  } else if (kind === IMMEDIATE) {
+    resource._onImmediate = noop;
+  } else if (kind === TICK) {
+    resource.callback = noop;
+    resource.args = undefined;
+  } else {
+    return; // requests and handles get their callbacks after `init`: the next sweep stops them
+  }
+  work.stopped.add(resource);
+}
+
+function stop(work, { kind, resource }) {
+  switch (kind) {
+    case TIMER:
+      resource._onTimeout = noop;
+      resource._repeat = null;
+      clearTimeout(resource);
+      break;
+    case IMMEDIATE:
+      resource._onImmediate = noop;
+      clearImmediate(resource);
+      break;
+    case TICK:
+      resource.callback = noop;
+      resource.args = undefined;
+      break;
+    case REQUEST:
+      if (typeof resource.oncomplete === 'function') resource.oncomplete = noop;
+      if (typeof resource.ondone === 'function') resource.ondone = noop;
+      break;
+    case HANDLE:
+      closeHandle(resource);
+      break;
+    default:
+      return;
+  }
+  work.stopped.add(resource);
+}
+
+let ownerSymbol = null;
+
+/** The JS object a native handle belongs to (net.Socket, ChildProcess, FSWatcher...), if any. */
+function ownerOf(resource) {
+  if (ownerSymbol === null) {
+    ownerSymbol = Object.getOwnPropertySymbols(resource).find((s) => s.description === 'owner_symbol') || null;
+  }
+  const owner = ownerSymbol !== null ? resource[ownerSymbol] : undefined;
+  return owner !== null && typeof owner === 'object' && owner !== process ? owner : undefined;
+}
+
+function closeHandle(resource) {
+  const owner = ownerOf(resource);
+  const isProcess = resource.constructor && resource.constructor.name === 'Process';
+  if (owner !== undefined) {
+    silence(owner);
+    if (isProcess) {
+      owner.kill('SIGKILL'); // its exit is reaped by the handle, whose callback is internal only
+    } else if (typeof owner.terminate === 'function') {
+      owner.terminate();
+    } else if (typeof owner.destroy === 'function') {
+      owner.destroy();
+    } else if (typeof owner.close === 'function') {
+      owner.close();
+    } else if (typeof owner.stop === 'function') {
+      owner.stop();
+    }
+  }
+  if (isProcess) {
+    if (owner === undefined && typeof resource.kill === 'function') resource.kill(9);
+    return; // closing a process handle before it exits would leave a zombie
+  }
+  if (typeof resource.close === 'function') resource.close();
+}
+
+let freeHttpParser;
+
+/** node's own `freeParser` (what a socket's 'close' listener would call), or null. */
+function httpParserFreer() {
+  if (freeHttpParser === undefined) {
+    try {
+      // eslint-disable-next-line global-require
+      const common = require('_http_common');
+      freeHttpParser = typeof common.freeParser === 'function' ? common.freeParser : null;
+    } catch {
+      freeHttpParser = null;
+    }
+  }
+  return freeHttpParser;
+}
+
+/**
+ * Remove every listener of an emitter so nothing of the handler hears about its end, doing first
+ * the bookkeeping node's own listeners would have done for an HTTP socket: an http.Agent drops it
+ * from its pool ('agentRemove'), and its HTTP parser goes back to node's pool (otherwise the parser
+ * would keep the request, and the handler's promises waiting on it, reachable forever).
+ */
+function silence(emitter) {
+  if (typeof emitter.removeAllListeners !== 'function') return;
+  if (typeof emitter.listenerCount === 'function' && emitter.listenerCount('agentRemove') > 0) {
+    emitter.emit('agentRemove');
+  }
+  const free = emitter.parser ? httpParserFreer() : null;
+  if (free) free(emitter.parser, emitter._httpMessage || null, emitter);
+  emitter.removeAllListeners();
+  if (typeof emitter.on === 'function') emitter.on('error', noop);
+}
+
+function describe(resource) {
+  const name = resource && resource.constructor && resource.constructor.name;
+  return name || typeof resource;
+}
+
+module.exports = { Tracker, Work, originalThen };

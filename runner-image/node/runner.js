@@ -1,0 +1,30 @@
+'use strict';
+/**
+ * Node.js worker for the functions engine: speaks docs/protocol.md on stdin/stdout.
+ *
+ * Run as `node runner.js`. The order matters: the protocol descriptors are moved away from fds
+ * 0 and 1 before anything else runs (lib/stdio.js), then every output channel a handler could
+ * use is captured (lib/capture.js), and only then does the loop start (lib/main.js).
+ *
+ * Request path through lib/: main (input loop) -> service (init: globals, tracker, loading)
+ * -> invocation (callback contract) -> reply / response (HTTP reply) -> framing / channel
+ * (frames). tracker stops what an invocation leaves behind and decides `done.clean`;
+ * logsink caps and frames log lines; loader, globals build what handlers see.
+ */
+
+const { setupProtocolFds } = require('./lib/stdio');
+
+const fds = setupProtocolFds();
+
+const processGuard = require('./lib/process_guard');
+const { installCapture } = require('./lib/capture');
+const { Channel } = require('./lib/channel');
+const { LogSink } = require('./lib/logsink');
+const { serve } = require('./lib/main');
+
+const channel = new Channel(fds.outFd);
+const sink = new LogSink(channel);
+const capture = installCapture(sink, fds.rawStdoutFd);
+processGuard.install();
+
+serve({ channel, sink, capture, notes: fds.notes }, fds.inFd);
