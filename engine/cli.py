@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import signal
 import sys
 from typing import Any
@@ -12,7 +13,7 @@ import structlog
 
 from engine import logs
 from engine.app import Engine
-from engine.config import load_settings
+from engine.config import Settings, load_settings
 from engine.errors import EngineError
 
 log = structlog.get_logger("engine")
@@ -56,41 +57,62 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(serve(settings))
 
 
-async def serve(settings: Any) -> int:
+#: Exit status after a second signal cut the drain short (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+async def serve(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and remove every worker; a second signal skips the drain.
+
+    Exit status: 0 after a full drain, 1 if start-up failed, 130 after a second signal.
+    """
     engine = Engine(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    serve_task = asyncio.current_task()
+    assert serve_task is not None
     signals_seen = 0
+    removing = False  # workers are being removed: a further signal must not interrupt that
 
     def on_signal(signum: int) -> None:
         nonlocal signals_seen
         signals_seen += 1
-        log.info("signal", signal=signal.Signals(signum).name, action="drain" if signals_seen == 1 else "exit now")
-        stop.set()
-        if signals_seen > 1:
+        name = signal.Signals(signum).name
+        if signals_seen == 1:
+            log.info("signal", signal=name, action="drain")
+            stop.set()
+        elif signals_seen == 2 and not removing:
+            log.warning("signal", signal=name, action="exit now")
             serve_task.cancel()
+        else:
+            log.warning("signal", signal=name, action="ignored: already removing workers")
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    serve_task = asyncio.current_task()
-    assert serve_task is not None
+    code = 1
     try:
         try:
             await engine.start()
         except EngineError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            return 1
+            return code
+        except OSError as exc:  # typically a listener that cannot bind: say what, not a traceback
+            where = f" on {settings.host} (port {settings.port}, admin port {settings.admin_port})"
+            bind = exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+            print(f"error: cannot start{where if bind else ''}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return code
         print(f"Serving with backend {engine.backend.name if engine.backend else '?'}: "
               f"{engine.backend.isolation if engine.backend else ''}", flush=True)
         for line in engine.urls:
             print(f"  {line}", flush=True)
         print(f"Admin: http://{settings.host}:{settings.admin_port}/healthz /readyz /metrics", flush=True)
         await stop.wait()
-        await engine.stop()
-        return 0
+        await engine.drain()
+        code = 0
     except asyncio.CancelledError:
-        await engine.close_pools()
-        return 130
+        code = EXIT_INTERRUPTED
     finally:
-        if not engine._stopping:
-            await engine.close_pools()
+        removing = True
+        await engine.close_pools()
+        log.info("stopped", exit_code=code)
+    return code

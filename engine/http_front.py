@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -78,13 +77,20 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
             response = await handler(request)
         except web.HTTPException as exc:
             response = reply.text_reply(exc.status, exc.text or exc.reason, _allow(exc))
-        except (EngineError, asyncio.TimeoutError) as exc:
+        except ConnectionError:  # the client went away mid-request: nobody to answer
+            raise
+        except Exception as exc:  # map_error logs anything unexpected as `engine_error` and answers 500
             route: Route | None = request.get("route")
             limit = route.service.time_limits_s.get(route.function.url_path) if route and route.function else None
             response = map_error(exc, limit)
     response.headers[REQUEST_ID] = request_id
     route = request.get("route")
-    if route is not None and route.function is not None:
+    if route is None or route.function is None:  # assets, 404s, 431s: one bounded label value
+        service = route.service if route else request.app[ROUTER_KEY].service_for(request.host)
+        metrics.INVOCATIONS.labels(
+            service.name if service else metrics.NO_LABEL, metrics.NO_LABEL, metrics.NO_LABEL, str(response.status)
+        ).inc()
+    else:
         elapsed = time.perf_counter() - started
         fn = route.function
         metrics.INVOCATIONS.labels(route.service.name, fn.name, fn.runtime, str(response.status)).inc()
@@ -140,6 +146,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         acquire_timeout_s=settings.acquire_timeout_s,
         max_log_bytes=settings.max_log_bytes,
         max_response_bytes=settings.max_response_bytes,
+        trace=request,
     )
     request["worker_id"] = outcome.worker_id
     request["cold"] = outcome.cold

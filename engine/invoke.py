@@ -8,13 +8,14 @@ killed from outside.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from engine import metrics, protocol, reply
-from engine.errors import WorkerError
+from engine.errors import PoolClosed, WorkerError
 from engine.project import FunctionDef
 from engine.service import Service
 from engine.worker import Invocation, InvocationTimeout, Worker
@@ -46,7 +47,9 @@ async def run(
     acquire_timeout_s: float,
     max_log_bytes: int,
     max_response_bytes: int,
+    trace: MutableMapping[str, Any] | None = None,
 ) -> Outcome:
+    """Run one invocation; `trace` (the request) gets `worker_id` and `cold` as soon as a worker is taken."""
     pool = service.pool_for(function)
     loop = asyncio.get_running_loop()
     waited_from = loop.time()
@@ -54,6 +57,8 @@ async def run(
     metrics.ACQUIRE_SECONDS.labels(service.name, function.runtime).observe(loop.time() - waited_from)
     if cold:
         metrics.COLD_STARTS.labels(service.name, function.runtime).inc()
+    if trace is not None:  # so the invocation log line names the worker even after a 504 or 502
+        trace["worker_id"], trace["cold"] = worker.id, cold
     deadline = loop.time() + service.time_limits_s[function.url_path]
     invocation = Invocation(invocation_id, service.name, function.name, max_log_bytes)
     frame = protocol.encode_invoke(invocation_id, function.name, event, context)
@@ -61,12 +66,17 @@ async def run(
         result = await worker.invoke(frame, invocation, deadline)
     except InvocationTimeout:
         await worker.kill("timeout")
+        _count_log_bytes(invocation, None)
         raise
     except WorkerError as exc:
         await worker.kill(worker.death or "protocol")
+        _count_log_bytes(invocation, None)
+        if worker.death == "shutdown":  # removed by a hurried stop: retry elsewhere (503), not a broken worker
+            raise PoolClosed("the engine is shutting down") from exc
         raise WorkerFailed(str(exc)) from exc
-    except BaseException:
-        await worker.kill("cancelled")
+    except BaseException:  # cancelled: only a stopping engine cancels an invocation
+        await worker.kill("shutdown")
+        _count_log_bytes(invocation, None)
         raise
     response = reply.from_result(result, max_response_bytes)
     task = asyncio.create_task(_finish(worker, invocation, max(deadline, loop.time() + _DONE_GRACE_S), pool))
@@ -78,11 +88,16 @@ async def run(
 async def _finish(worker: Worker, invocation: Invocation, deadline: float, pool: Any) -> None:
     """Wait for `done`; pool the worker again only if it proved itself clean."""
     done = await worker.finish(invocation, deadline)
+    _count_log_bytes(invocation, done)
+    if done is None:
+        pool.release(worker, clean=False, reason="dirty" if worker.alive else (worker.death or "crash"))
+    else:
+        pool.release(worker, clean=done.clean, reason="dirty")
+
+
+def _count_log_bytes(invocation: Invocation, done: protocol.Done | None) -> None:
+    """Handler output of one finished invocation: kept (logged) and dropped (by the engine or the runner)."""
     dropped = invocation.log_bytes_dropped + (done.log_bytes_dropped if done else 0)
     metrics.LOG_BYTES.labels(invocation.service, "kept").inc(invocation.log_bytes)
     if dropped:
         metrics.LOG_BYTES.labels(invocation.service, "dropped").inc(dropped)
-    if done is None:
-        pool.release(worker, clean=False, reason="no_done" if worker.alive else (worker.death or "crash"))
-    else:
-        pool.release(worker, clean=done.clean, reason="dirty")

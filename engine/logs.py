@@ -1,28 +1,55 @@
-"""structlog set-up, decided once at start-up: JSON lines by default, or a console renderer."""
+"""structlog set-up, decided once at start-up: JSON lines by default, or a console renderer.
+
+Both the engine's own events and records of the standard `logging` module (aiohttp, asyncio) go
+to stdout through the same renderer, so in JSON mode every log line is one JSON object.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
+LogFormat = Literal["json", "console"]
 
-def configure(log_format: str = "json", level: str = "info") -> None:
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer()
-    )
+
+def configure(log_format: LogFormat = "json", level: str = "info") -> None:
+    """Configure structlog and the stdlib root logger for the whole process."""
+    renderer: structlog.types.Processor
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exceptions: structlog.types.Processor = structlog.processors.dict_tracebacks
+    else:
+        # Colours only on a terminal: escape codes in a log file or pipeline are noise.
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        exceptions = structlog.dev.set_exc_info
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if log_format == "json" else structlog.dev.set_exc_info,
+            timestamper,
+            exceptions,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, timestamper],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([structlog.processors.dict_tracebacks] if log_format == "json" else []),  # console renders exc_info
+            renderer,
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    # Libraries' info lines (aiohttp access logs are off anyway) are not the engine's business.
+    root.setLevel(max(_LEVELS[level], logging.WARNING))

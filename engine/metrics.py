@@ -1,20 +1,34 @@
-"""Prometheus metric families. Label values are bounded: service and function names come from
-the loaded projects, never from request paths (unknown paths are the one value `(none)`)."""
+"""Prometheus metric families, all prefixed `functions_engine_` (documented in docs/metrics.md).
+
+Label values are bounded: service and function names come from the loaded projects, never from
+request paths; requests that reach no function (unknown paths and hosts, assets, header-limit
+refusals) share the one value `(none)`. Worker exit reasons are the fixed set `EXIT_REASONS`.
+"""
 
 from __future__ import annotations
+
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 NAMESPACE = "functions_engine"
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+#: The label value for anything a request path or host did not resolve to.
+NO_LABEL: Final = "(none)"
+
+#: Why a worker ended: the only values of `worker_exits_total{reason}`.
+EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown")
+
+_WORKER_STATES: Final = ("starting", "idle", "busy")
+# 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
 ENGINE_INFO = Info("engine", "Engine version, backend and container runtime.", namespace=NAMESPACE,
                    registry=REGISTRY)
-INVOCATIONS = Counter("invocations", "Invocations answered, by HTTP status.",
+INVOCATIONS = Counter("invocations", "Requests answered, by function and HTTP status.",
                       ["service", "function", "runtime", "status"], namespace=NAMESPACE, registry=REGISTRY)
-INVOCATION_SECONDS = Histogram("invocation_duration_seconds", "Time from request to reply.",
+INVOCATION_SECONDS = Histogram("invocation_duration_seconds", "Time from request to reply, per function.",
                                ["service", "function", "runtime"], buckets=_DURATION_BUCKETS,
                                namespace=NAMESPACE, registry=REGISTRY)
 ACQUIRE_SECONDS = Histogram("worker_wait_seconds", "Time an invocation waited for a worker.",
@@ -39,3 +53,23 @@ IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["ki
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
                                 buckets=(1, 5, 10, 30, 60, 120, 300, 600), namespace=NAMESPACE,
                                 registry=REGISTRY)
+
+
+def init_pool(service: str, runtime: str) -> None:
+    """Create a pool's series at zero, so rates and alerts work before the first event."""
+    for state in _WORKER_STATES:
+        WORKERS.labels(service, runtime, state)
+    for reason in EXIT_REASONS:
+        WORKER_EXITS.labels(service, runtime, reason)
+    COLD_STARTS.labels(service, runtime)
+    QUEUE_DEPTH.labels(service, runtime)
+    QUEUE_REJECTIONS.labels(service, runtime)
+    for outcome in ("kept", "dropped"):
+        LOG_BYTES.labels(service, outcome)
+
+
+def worker_exited(service: str, runtime: str, reason: str | None) -> str:
+    """Count one worker exit; a reason outside `EXIT_REASONS` is a crash (the set stays bounded)."""
+    bounded = reason if reason in EXIT_REASONS else "crash"
+    WORKER_EXITS.labels(service, runtime, bounded).inc()
+    return bounded

@@ -58,6 +58,7 @@ class Pool:
         self._last_failure: str | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._labels = {"service": spec.service, "runtime": spec.runtime}
+        metrics.init_pool(spec.service, spec.runtime)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class Pool:
                 self._waiters.remove(waiter)
             self._gauge()
         worker.transition(WorkerState.BUSY)
-        return worker, True
+        return worker, worker.invocations == 0  # cold: it waited for a new worker, not a busy one
 
     def release(self, worker: Worker, clean: bool, reason: str = "dirty") -> None:
         """Back to the pool if clean and alive; otherwise killed and replaced in the background."""
@@ -166,6 +167,7 @@ class Pool:
                 break
             self._starting += 1
             self._spawn_task(self._start_worker())
+        self._gauge()
 
     async def _start_worker(self) -> None:
         if self._failures:
@@ -223,13 +225,13 @@ class Pool:
 
     def _worker_died(self, worker: Worker) -> None:
         """Called once per worker when it reaches DEAD, whoever noticed."""
-        metrics.WORKER_EXITS.labels(**self._labels, reason=worker.death or "crash").inc()
+        reason = metrics.worker_exited(self.spec.service, self.spec.runtime, worker.death)
         self._workers.discard(worker)
         try:
             self._idle.remove(worker)
         except ValueError:
             pass
-        log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=worker.death,
+        log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
         self._replenish()
         self._gauge()

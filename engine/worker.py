@@ -93,12 +93,12 @@ class Worker:
             await self.channel.send(protocol.encode_init(init))
             ready = await asyncio.wait_for(asyncio.shield(self._boot), timeout_s)
         except asyncio.TimeoutError:
-            await self.kill("bootstrap_timeout")
+            await self.kill("timeout")
             raise BootstrapError(
                 f"worker did not answer init within bootstrap_timeout_s={timeout_s:g}s"
             ) from None
         except WorkerError as exc:
-            await self.kill("bootstrap_failed")
+            await self.kill("protocol" if isinstance(exc, ProtocolError) else "crash")
             raise BootstrapError(str(exc)) from exc
         self.ready = ready
         self.transition(WorkerState.IDLE)

@@ -1,0 +1,3 @@
+def handler(context, event, callback):
+    """A handler error: the engine answers 500."""
+    return callback(RuntimeError("ops test failure"))

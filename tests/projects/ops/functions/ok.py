@@ -1,0 +1,3 @@
+def handler(context, event, callback):
+    """Answers 200 at once."""
+    return callback(None, {"ok": True})
