@@ -37,6 +37,11 @@ def parse_project_arg(arg: str) -> tuple[str, Path]:
     return derived, directory
 
 
+def _pick(override: int | None, default: int) -> int:
+    """A per-service override if set (0 is a value), else the global setting."""
+    return default if override is None else override
+
+
 def make_backend(settings: Settings, engine_id: str) -> Backend:
     if settings.backend == "process":
         from engine.backends.process import ProcessBackend
@@ -44,7 +49,7 @@ def make_backend(settings: Settings, engine_id: str) -> Backend:
         return ProcessBackend()
     from engine.backends.docker import DockerBackend  # only this backend imports `docker`
 
-    return DockerBackend(runtime=settings.runtime, engine_id=engine_id)
+    return DockerBackend(runtime=settings.runtime, engine_id=engine_id, reap=settings.docker_reap)
 
 
 class Engine:
@@ -79,7 +84,8 @@ class Engine:
         self.load()
         self.backend = make_backend(self.settings, self.engine_id)
         log.info("isolation", backend=self.backend.name, isolation=self.backend.isolation,
-                 runtime=self.settings.runtime if self.settings.backend == "docker" else None)
+                 runtime=self.settings.runtime if self.settings.backend == "docker" else None,
+                 engine_id=self.engine_id)
         metrics.ENGINE_INFO.info({
             "version": __version__, "backend": self.backend.name,
             "runtime": self.settings.runtime if self.settings.backend == "docker" else "none",
@@ -108,8 +114,9 @@ class Engine:
 
     async def _make_pool(self, project: Project, runtime: str) -> Pool:
         s = self.settings
+        per_service = s.overrides_for(project.name)
         limits = WorkerLimits(
-            memory_bytes=s.memory_mb * MiB, cpus=s.cpus,
+            memory_bytes=_pick(per_service.memory_mb, s.memory_mb) * MiB, cpus=s.cpus,
             pids=s.pids_limit or (128 if s.backend == "docker" and s.runtime == "runsc" else 64),
             nofile=s.nofile_limit, fsize_bytes=s.fsize_mb * MiB, tmpfs_bytes=s.tmpfs_mb * MiB,
         )
@@ -141,7 +148,8 @@ class Engine:
         pool = Pool(
             self.backend, spec, init,
             PoolSettings(
-                min_idle=s.min_idle, max_workers=s.max_workers, max_queue=s.max_queue,
+                min_idle=_pick(per_service.min_idle, s.min_idle),
+                max_workers=_pick(per_service.max_workers, s.max_workers), max_queue=s.max_queue,
                 idle_timeout_s=s.idle_timeout_s, bootstrap_timeout_s=s.bootstrap_timeout_s,
                 max_frame_bytes=s.max_frame_bytes,
             ),
@@ -183,13 +191,17 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight invocations finish, then remove every worker."""
+        await self.drain()
+        await self.close_pools()
+
+    async def drain(self) -> None:
+        """Fail readiness, close the listeners and wait (up to the longest time limit + 2 s) for in-flight requests."""
         self._stopping = True
         for runner in self._runners:
             try:
                 await runner.cleanup()
             except Exception:  # keep tearing down whatever else is up
                 log.exception("listener_cleanup_failed")
-        await self.close_pools()
 
     async def close_pools(self) -> None:
         pools = [p for s in self.services for p in s.pools.values()]

@@ -39,6 +39,10 @@ class ServiceOverrides(BaseModel):
 
     service_sid: str | None = None
     environment_sid: str | None = None
+    # Pools are per (service, language), so these are per service, not per function; None: the global value.
+    min_idle: int | None = Field(default=None, ge=0)
+    max_workers: int | None = Field(default=None, ge=1)
+    memory_mb: int | None = Field(default=None, ge=32)
     functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
 
 
@@ -55,6 +59,10 @@ class Settings(BaseSettings):
     admin_port: int = Field(default=3001, ge=0, le=65535)
     backend: Literal["process", "docker"] = "process"
     runtime: Literal["runc", "runsc"] = "runc"  # docker backend only
+    # Which managed containers the docker backend removes at start-up: "dead-owners" = those whose
+    # engine process is gone (safe on a daemon shared by several engines); "all" = this daemon belongs
+    # to this engine alone, as on Kubernetes; remove every managed container at start-up.
+    docker_reap: Literal["dead-owners", "all"] = "dead-owners"
     # With several services, `<service>.<domain>` picks the service from the Host header.
     domain: str = "localhost"
     # Honour X-Forwarded-Proto/-Host when rebuilding the URL for signature checks.

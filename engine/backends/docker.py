@@ -8,12 +8,20 @@ splits; stdout feeds a `LineSplitter` that enforces `max_frame_bytes`, stderr a 
 
 Every container carries labels that say it is the engine's and which engine process owns it, so
 start-up can reap what a dead engine left behind and close() removes everything this one made.
+
+The daemon may go away while the engine runs (restarted, crashed, its socket gone). Docker SDK and
+`requests` errors are translated once, in `DockerBackend._call`: an unreachable daemon becomes
+`DockerUnreachable`, anything else `BackendError`. While it is unreachable, `healthy()` is false
+(so `/readyz` is 503), spawns fail at once (the pool backs off and retries), workers whose channel
+drops are reported lost (502) and the containers that could not be removed are remembered; a watch
+task pings the daemon and, once it answers again, removes them. Nothing waits on a dead daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import functools
 import os
@@ -28,12 +36,16 @@ from typing import Any, Callable, Literal, TypeVar
 import docker
 import docker.errors
 import docker.types
+import requests.exceptions
+import structlog
 
 from engine import images
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerSpec
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 
 T = TypeVar("T")
+
+log = structlog.get_logger("engine.docker")
 
 MANAGED_LABEL = images.MANAGED_LABEL  # "true" on every container and image the engine makes
 ENGINE_LABEL = "io.functions-engine.engine"  # the engine id that started the container
@@ -54,11 +66,26 @@ DEFAULT_PIDS_LIMIT = {"runc": 64, "runsc": 128}
 STDERR_TAIL_BYTES = 8 * 1024  # runner crash output kept per worker for logs
 EXIT_WAIT_S = 3.0  # how long exit_info() waits for Docker to see a dead worker as stopped
 API_TIMEOUT_S = 60  # one docker API call (lifecycle); builds have their own
+PING_TIMEOUT_S = 2.0  # one health ping: /readyz must answer quickly even when the daemon hangs
+RECONNECT_INTERVAL_S = 1.0  # how often an unreachable daemon is pinged until it answers again
+REAP_INTERVAL_S = 60.0  # how often containers of dead engine processes are looked for while running
 LOG_MAX_BYTES = "1m"  # json-file log cap, when that driver is chosen
 
 # The bound on stdout lines queued but not yet read: beyond it the socket is no longer read
 # (backpressure), so a worker writing while nobody listens cannot grow the engine's memory.
 _PENDING_SLACK_BYTES = 64 * 1024
+
+
+class DockerUnreachable(BackendError):
+    """The Docker daemon did not answer: its socket is gone, refuses connections or timed out."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LostExit(ExitInfo):
+    """How a worker ended cannot be known: the daemon that ran it is unreachable."""
+
+    def describe(self) -> str:
+        return f"the worker's container was lost: {self.detail}"
 
 
 def default_pids_limit(runtime: str) -> int:
@@ -302,6 +329,7 @@ class DockerWorker(WorkerChannel):
         return self._protocol.stderr.text()
 
     async def kill(self) -> None:
+        """Close the channel and remove the container; never raises (a removal that fails is retried later)."""
         if self._kill_task is None:
             if self._protocol.transport is not None:
                 self._protocol.transport.close()
@@ -310,13 +338,22 @@ class DockerWorker(WorkerChannel):
                 self._removed = True
                 return
             self._killed = self._exit is None
-            self._kill_task = asyncio.ensure_future(self._backend._call(self._remove_sync))
+            self._kill_task = asyncio.ensure_future(self._remove())
         # Shielded: a caller cancelled mid-kill must not leave the container behind.
         await asyncio.shield(self._kill_task)
 
+    async def _remove(self) -> None:
+        try:
+            await self._backend._call(self._remove_sync)
+        except BackendError as exc:
+            self._backend._defer_removal(self.container_id, exc)
+
     async def exit_info(self) -> ExitInfo:
         if self._exit is None and not self._removed and not self._backend.closed:
-            info = await self._backend._call(self._wait_exit_sync)
+            try:
+                info = await self._backend._call(self._wait_exit_sync)
+            except BackendError as exc:  # the daemon cannot tell: say so rather than guess
+                info = LostExit(ExitKind.SIGNALED, detail=str(exc))
             if self._exit is None:
                 self._exit = info
         if self._exit is not None:
@@ -398,12 +435,16 @@ class DockerBackend(Backend):
         engine_id: str | None = None,
         *,
         executor_threads: int = 8,  # bounds concurrent docker API calls (lifecycle and builds)
+        # "dead-owners": at start-up (and every REAP_INTERVAL_S) remove managed containers whose engine
+        # process is gone; "all": the daemon is this engine's alone, remove every managed container at start-up.
         reap: Literal["dead-owners", "all"] = "dead-owners",
         log_driver: Literal["none", "json-file"] = "none",
         base_image: str = images.BASE_TAG,
     ) -> None:
         if runtime not in ("runc", "runsc"):
             raise BackendError(f"docker runtime must be runc or runsc, not {runtime!r}")
+        if reap not in ("dead-owners", "all"):
+            raise BackendError(f"docker_reap must be dead-owners or all, not {reap!r}")
         self.runtime = runtime
         self.engine_id = engine_id or uuid.uuid4().hex[:12]
         self.reap = reap
@@ -414,9 +455,19 @@ class DockerBackend(Backend):
             "read-only rootfs, all capabilities dropped, no-new-privileges, uid 10001, memory/cpu/pids limits"
         )
         self._executor = ThreadPoolExecutor(max_workers=executor_threads, thread_name_prefix="docker-backend")
+        # Health pings get their own thread and client (short timeout): lifecycle calls stuck on a
+        # hung daemon must not delay /readyz.
+        self._health_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-health")
         self._client: docker.DockerClient | None = None
+        self._ping_client: docker.DockerClient | None = None
+        self._where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self._containers: set[str] = set()  # ids of containers this backend made and has not removed
+        self._creating: set[str] = set()  # names of containers being created (their id is not known yet)
         self._workers: dict[str, DockerWorker] = {}
+        self._deferred: set[str] = set()  # containers whose removal failed; retried when the daemon answers
+        self._reachable = True
+        self._watch: asyncio.Task[None] | None = None  # pings an unreachable daemon until it is back
+        self._reaper: asyncio.Task[None] | None = None
         self._owner = _owner_token()
         self._prepare_lock = asyncio.Lock()
         self.closed = False
@@ -430,27 +481,59 @@ class DockerBackend(Backend):
         return self._client.api
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one blocking docker call in the backend's bounded executor."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        """Run one blocking docker call in the backend's bounded executor; docker errors become BackendError."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise self._unreachable(exc) from exc
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"docker: {' '.join(str(exc).split())[:500]}") from exc
+
+    def _unreachable(self, exc: BaseException) -> DockerUnreachable:
+        """Note that the daemon stopped answering (once), start watching for it, and describe it."""
+        if self._reachable and not self.closed:
+            self._reachable = False
+            log.error("docker_unreachable", docker_host=self._where, error=_root_cause(exc))
+        if (self._watch is None or self._watch.done()) and not self.closed:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_daemon(), name="docker-watch")
+        return DockerUnreachable(f"the Docker daemon at {self._where} is unreachable ({_root_cause(exc)})")
 
     def _forget(self, container_id: str) -> None:
         self._containers.discard(container_id)
         self._workers.pop(container_id, None)
+        self._deferred.discard(container_id)
+
+    def _defer_removal(self, container_id: str, exc: BaseException) -> None:
+        """A container could not be removed now: remove it once the daemon answers again (or at close)."""
+        self._deferred.add(container_id)
+        log.warning("docker_remove_deferred", container=container_id[:12], error=str(exc))
+        if self._reachable and not self.closed:  # a one-off API error, not an outage: retry soon
+            asyncio.get_running_loop().call_later(RECONNECT_INTERVAL_S, self._retry_deferred)
+
+    def _retry_deferred(self) -> None:
+        if not self.closed and (self._watch is None or self._watch.done()):
+            self._watch = asyncio.get_running_loop().create_task(self._watch_daemon(), name="docker-watch")
 
     # -- lifecycle --
 
     async def start(self) -> None:
         """Connect to the daemon, check the runtime is registered, reap orphan containers."""
-        self._client = await self._call(self._connect_sync)
-        await self._call(self._reap_sync)
+        self._client, self._ping_client = await self._call(self._connect_sync)
+        removed = await self._call(self._reap_sync, self.reap, True)
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_dead_owners(), name="docker-reaper")
+        log.info("docker_backend_started", engine_id=self.engine_id, docker_host=self._where, runtime=self.runtime,
+                 reap=self.reap, reaped=len(removed))
 
-    def _connect_sync(self) -> docker.DockerClient:
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    def _connect_sync(self) -> tuple[docker.DockerClient, docker.DockerClient]:
+        where = self._where
         try:
             client = docker.from_env(timeout=API_TIMEOUT_S)
             info = client.info()
-        except docker.errors.DockerException as exc:
-            raise BackendError(f"no Docker daemon reachable at {where}: {exc}; run scripts/ensure-docker") from exc
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise BackendError(
+                f"no Docker daemon reachable at {where} ({_root_cause(exc)}); start one (scripts/ensure-docker) "
+                "or point DOCKER_HOST at a running daemon"
+            ) from exc
         if client.api.base_url.startswith("https://"):
             client.close()
             raise BackendError(f"Docker at {where} uses TLS; the docker backend attaches to workers over unix:// or tcp:// only")
@@ -462,55 +545,141 @@ class DockerBackend(Backend):
                 'register it in /etc/docker/daemon.json as {"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
                 '"runtimeArgs": ["--network=none"]}}} and reload dockerd (SIGHUP), or run scripts/ensure-docker'
             )
-        return client
+        pinger = docker.from_env(timeout=PING_TIMEOUT_S, version=client.api.api_version)
+        return client, pinger
 
-    def _reap_sync(self) -> list[str]:
-        """Remove the engine's orphan containers: all of them (reap="all"), or those whose owner is dead."""
+    def _reap_sync(self, mode: Literal["dead-owners", "all"], at_start: bool) -> list[str]:
+        """Remove the engine's orphan containers: all of them (mode "all"), or those whose owner is dead.
+
+        Containers labelled with this engine's own id are orphans only at start-up (left by an
+        engine with the same id); later they are this engine's workers, some still being created.
+        """
         removed = []
         for summary in self._api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
             labels = summary.get("Labels") or {}
-            if self.reap == "all" or labels.get(ENGINE_LABEL) == self.engine_id or not _owner_alive(labels.get(OWNER_LABEL)):
+            mine = labels.get(ENGINE_LABEL) == self.engine_id
+            if mine and not at_start:
+                continue
+            if mode == "all" or mine or not _owner_alive(labels.get(OWNER_LABEL)):
                 if self._remove_container_sync(summary["Id"]):
                     removed.append(summary["Id"])
         return removed
 
     def _remove_container_sync(self, container_id: str) -> bool:
+        """Remove one container with force; False if it was already gone (or being removed)."""
         try:
             self._api.remove_container(container_id, force=True)
-            return True
         except docker.errors.NotFound:
+            self._forget(container_id)
             return False
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # already being removed
                 return False
             raise BackendError(f"cannot remove container {container_id[:12]}: {exc.explanation or exc}") from exc
-        finally:
-            self._forget(container_id)
+        self._forget(container_id)
+        return True
+
+    def _remove_or_defer_sync(self, container_id: str) -> None:
+        """Remove a container from a worker thread; if the daemon will not, leave it to the watch task."""
+        try:
+            self._remove_container_sync(container_id)
+        except (BackendError, docker.errors.DockerException, requests.exceptions.RequestException):
+            self._deferred.add(container_id)
 
     async def healthy(self) -> bool:
-        if self._client is None:
+        """Whether the daemon answers a ping within PING_TIMEOUT_S (for /readyz)."""
+        pinger = self._ping_client
+        if pinger is None or self.closed:
             return False
+        loop = asyncio.get_running_loop()
         try:
-            return bool(await self._call(self._client.ping))
-        except Exception:
+            await asyncio.wait_for(loop.run_in_executor(self._health_executor, pinger.ping), PING_TIMEOUT_S + 1)
+        except (requests.exceptions.RequestException, docker.errors.DockerException, asyncio.TimeoutError) as exc:
+            self._unreachable(exc)
             return False
+        if not self._reachable:  # back: the watch task reconciles, then marks it reachable
+            self._retry_deferred()
+        return self._reachable
+
+    async def _watch_daemon(self) -> None:
+        """Until the daemon answers again: ping it; then remove what could not be removed meanwhile."""
+        while not self.closed:
+            if not self._reachable:
+                await asyncio.sleep(RECONNECT_INTERVAL_S)
+            try:
+                removed = await self._call(self._reconcile_sync)
+            except DockerUnreachable:
+                continue
+            except BackendError as exc:  # it answers but refuses: close() or the next start-up retries
+                log.warning("docker_reconcile_failed", error=str(exc))
+                removed = []
+            if not self._reachable:
+                log.info("docker_reachable_again", docker_host=self._where, removed=len(removed))
+            self._reachable = True
+            return
+
+    def _reconcile_sync(self) -> list[str]:
+        """Remove the deferred containers, and this engine's containers it does not know (their create
+        answer was lost with the daemon); not those being created right now."""
+        self._api.ping()
+        removed = []
+        stale = set(self._deferred)
+        creating = {f"/{name}" for name in set(self._creating)}
+        for summary in self._api.containers(all=True, filters={"label": f"{ENGINE_LABEL}={self.engine_id}"}):
+            if summary["Id"] not in self._containers and not creating.intersection(summary.get("Names") or []):
+                stale.add(summary["Id"])
+        for container_id in stale:
+            if self._remove_container_sync(container_id):
+                removed.append(container_id)
+            self._forget(container_id)
+        return removed
+
+    async def _reap_dead_owners(self) -> None:
+        """Every REAP_INTERVAL_S: remove containers of engine processes that died (an engine killed
+        mid-create can leave one behind after the next engine's start-up reap)."""
+        while True:
+            await asyncio.sleep(REAP_INTERVAL_S)
+            if not self._reachable:
+                continue
+            try:
+                removed = await self._call(self._reap_sync, "dead-owners", False)
+            except BackendError as exc:
+                log.warning("docker_reap_failed", error=str(exc))
+                continue
+            if removed:
+                log.info("docker_orphans_reaped", removed=len(removed))
 
     async def close(self) -> None:
         """Remove every container this backend started (and any labelled with this engine id)."""
         if self.closed:
             return
+        for task in (self._watch, self._reaper):
+            if task is not None:
+                task.cancel()
         for worker in list(self._workers.values()):
             if worker._protocol.transport is not None:
                 worker._protocol.transport.close()
         if self._client is not None:
-            await self._call(self._remove_all_sync)
+            try:
+                await self._call(self._remove_all_sync)
+            except BackendError as exc:
+                log.error("docker_cleanup_incomplete", error=str(exc), left=len(self._containers | self._deferred),
+                          advice="the next engine to start on this daemon removes them (their owner is dead by then)")
             client, self._client = self._client, None
             await self._call(client.close)
+        if self._ping_client is not None:
+            self._ping_client.close()
+            self._ping_client = None
         self.closed = True
         self._executor.shutdown(wait=True)
+        self._health_executor.shutdown(wait=True)
+        for task in (self._watch, self._reaper):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _remove_all_sync(self) -> None:
-        ids = set(self._containers)
+        ids = set(self._containers) | set(self._deferred)
         for summary in self._api.containers(all=True, filters={"label": f"{ENGINE_LABEL}={self.engine_id}"}):
             ids.add(summary["Id"])
         for container_id in ids:
@@ -550,7 +719,7 @@ class DockerBackend(Backend):
             await loop.create_connection(lambda: protocol, sock=sock)
         except BaseException:
             sock.close()
-            await asyncio.shield(self._call(self._remove_container_sync, container_id))
+            await asyncio.shield(self._call(self._remove_or_defer_sync, container_id))
             raise
         worker = DockerWorker(self, container_id, name, protocol)
         self._workers[container_id] = worker
@@ -562,7 +731,7 @@ class DockerBackend(Backend):
         container_id, _, sock = created.result()
         sock.close()
         if not self.closed:
-            self._executor.submit(self._remove_container_sync, container_id)
+            self._executor.submit(self._remove_or_defer_sync, container_id)
 
     def _create_sync(self, spec: WorkerSpec) -> tuple[str, str, socket.socket]:
         api = self._api
@@ -577,17 +746,20 @@ class DockerBackend(Backend):
             RUNTIME_LABEL: spec.runtime,
             OCI_RUNTIME_LABEL: self.runtime,
         }
+        self._creating.add(name)
         try:
             created = api.create_container(
                 spec.image, name=name, user=WORKER_USER, working_dir="/tmp", labels=labels,
                 stdin_open=True, tty=False, host_config=api.create_host_config(**expected),
             )
+            container_id = created["Id"]
+            self._containers.add(container_id)
         except docker.errors.ImageNotFound as exc:
             raise BackendError(f"service {spec.service}: image {spec.image} is missing; prepare() builds it") from exc
         except docker.errors.DockerException as exc:
             raise BackendError(f"service {spec.service}: cannot create a worker container: {exc}") from exc
-        container_id = created["Id"]
-        self._containers.add(container_id)
+        finally:
+            self._creating.discard(name)
         try:
             host_config = api.inspect_container(container_id)["HostConfig"]
             problems = hardening_problems(host_config, spec, self.runtime, self.log_driver)
@@ -606,7 +778,7 @@ class DockerBackend(Backend):
                 sock.close()
                 raise
         except BaseException as exc:
-            self._remove_container_sync(container_id)
+            self._remove_or_defer_sync(container_id)
             if isinstance(exc, docker.errors.DockerException):
                 raise BackendError(f"service {spec.service}: cannot start a worker container: {exc}") from exc
             raise
@@ -709,6 +881,24 @@ def _detach_socket(raw: Any) -> socket.socket:
                 pass
     owned.setblocking(False)
     return owned
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason in a docker/requests/urllib3 error chain, as a short phrase."""
+    queue: list[BaseException] = [exc]
+    seen: set[int] = set()
+    timed_out = False
+    while queue and len(seen) < 32:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        timed_out = timed_out or isinstance(current, (TimeoutError, requests.exceptions.Timeout))
+        queue += [arg for arg in current.args if isinstance(arg, BaseException)]
+        queue += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return "timed out" if timed_out else " ".join(str(exc).split())[:300]
 
 
 # --- orphan ownership --------------------------------------------------------------------------

@@ -1,0 +1,430 @@
+"""Lifecycle of docker workers and of the engine around them, on real daemons (no mocks).
+
+- A timed-out invocation is a 504 and its container is removed.
+- A worker container killed from outside (`docker kill`) mid-request is a 502, and the pool refills.
+- An engine killed with SIGKILL leaves orphans; the next engine on the same daemon removes them at
+  start-up (their owner process is dead) and leaves a live engine's workers alone.
+- No daemon at start: the engine exits non-zero and says where it looked and what to do.
+- The daemon going away mid-run (stopped, or killed): in-flight requests fail fast (502/503, not
+  the time limit), /readyz turns 503, new requests fail fast, and once the daemon is back the pool
+  rebuilds and the containers that could not be removed meanwhile are removed. This runs against a
+  second dockerd this module starts in a temp dir (its own socket, data and exec roots, no bridge,
+  no iptables), so stopping it never disturbs the daemon everyone else uses.
+- `docker_reap = "all"` removes every managed container at start-up; the default only dead owners'.
+
+Every engine's containers are gone at the end of the module (checked on both daemons).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from engine import images
+from engine.backends.docker import _owner_token
+
+PROJECTS = Path(__file__).resolve().parent / "projects"
+LIMITS = PROJECTS / "limits"
+MANAGED_LABEL = "io.functions-engine.managed"
+ENGINE_LABEL = "io.functions-engine.engine"
+OWNER_LABEL = "io.functions-engine.owner"
+SLEEP_LIMIT_S = 4.0
+CONFIG = {"min_idle": 1, "max_workers": 2, "services": {"limits": {"functions": {"/sleep": {"time_limit_s": SLEEP_LIMIT_S}}}}}
+# On the second daemon the time limit is long, so a fast failure cannot be mistaken for a 504.
+OUTAGE_LIMIT_S = 30.0
+OUTAGE_CONFIG = {"min_idle": 1, "max_workers": 2, "services": {"limits": {"functions": {"/sleep": {"time_limit_s": OUTAGE_LIMIT_S}}}}}
+FAIL_FAST_S = 8.0  # pool back-off (5 s at most) plus a failed start; far below the time limit
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`docker_backend`: the docker rows of --backends (docker = runc, docker-runsc = gVisor)."""
+    if "docker_backend" in metafunc.fixturenames:
+        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
+        metafunc.parametrize(
+            "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]], scope="module"
+        )
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout: float = 10, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def log_records(engine) -> list[dict]:
+    records = []
+    for line in engine.logs().splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    return records
+
+
+def engine_id_of(engine) -> str:
+    """The engine id its docker backend logged at start-up (the value of its containers' engine label)."""
+
+    def find():
+        return next((r["engine_id"] for r in log_records(engine) if r.get("event") == "docker_backend_started"), None)
+
+    return wait_for(find, 30, "the docker_backend_started log line")
+
+
+def docker_cli(*args: str, host: str | None = None, check: bool = True) -> str:
+    env = dict(os.environ)
+    if host:
+        env["DOCKER_HOST"] = host
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, env=env, check=check).stdout
+
+
+def containers_of(engine_id: str, host: str | None = None) -> list[str]:
+    """Ids of every container (running or not) labelled with this engine id: `docker ps -a --filter label=`."""
+    return docker_cli("ps", "-aq", "--no-trunc", "--filter", f"label={ENGINE_LABEL}={engine_id}", host=host).split()
+
+
+def container_of(engine, invocation_id: str) -> str:
+    """The hostname (= short container id) a /sleep invocation logged before it sleeps."""
+
+    def find():
+        for record in log_records(engine):
+            message = str(record.get("message", ""))
+            if record.get("invocation_id") == invocation_id and message.startswith("CONTAINER "):
+                return message.removeprefix("CONTAINER ")
+        return None
+
+    return wait_for(find, 30, f"the CONTAINER line of {invocation_id}")
+
+
+def get(engine, path: str, timeout: float = 60, request_id: str | None = None, **params: str) -> httpx.Response:
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    with httpx.Client(base_url=engine.url, timeout=timeout) as client:
+        return client.get(path, params=params, headers=headers)
+
+
+def readyz(engine) -> int:
+    try:
+        return httpx.get(engine.admin_url + "/readyz", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def is_running(engine) -> bool:
+    return engine.proc.poll() is None
+
+
+# --- a second daemon ---------------------------------------------------------------------------
+
+
+class SecondDaemon:
+    """A dockerd of this module's own in a temp dir: its socket, data, exec root and containerd."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host = f"unix://{root}/docker.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        runsc = shutil.which("runsc") or "/usr/bin/runsc"
+        (root / "daemon.json").write_text(json.dumps({"runtimes": {"runsc": {"path": runsc, "runtimeArgs": ["--network=none"]}}}))
+
+    def start(self, timeout: float = 60) -> None:
+        with open(self.root / "dockerd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "dockerd", "--bridge=none", "--iptables=false", "--ip-masq=false", "--shutdown-timeout=2",
+                    "--host", self.host, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                    "--pidfile", str(self.root / "docker.pid"), "--config-file", str(self.root / "daemon.json"),
+                ],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"dockerd exited with {proc.returncode}:\n{self.log()[-3000:]}")
+            return subprocess.run(["docker", "info"], capture_output=True, timeout=30,
+                                  env={**os.environ, "DOCKER_HOST": self.host}).returncode == 0
+
+        wait_for(answers, timeout, "the second dockerd to answer")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+        """Signal dockerd and wait for it, and for the containerd it started.
+
+        A killed dockerd's containerd dies too but may linger as a zombie (reparented to an init
+        that reaps late); a new dockerd takes its pid for alive and times out waiting for it. Once
+        it is dead its pid file is stale, so it is removed, as an init system's clean-up would.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        containerd = self._containerd_pid()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if containerd is not None:
+            try:
+                wait_for(lambda: not self._ours(containerd), 30, "the second dockerd's containerd to exit")
+            except AssertionError:
+                os.kill(containerd, signal.SIGKILL)
+                wait_for(lambda: not self._ours(containerd), 10, "the second dockerd's containerd to die")
+            (self.root / "exec/containerd/containerd.pid").unlink(missing_ok=True)
+
+    def _containerd_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "exec/containerd/containerd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self._ours(pid) else None
+
+    def _ours(self, pid: int) -> bool:
+        """Whether `pid` is alive (not a zombie) and runs with this daemon's directory on its command line."""
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            return state != "Z" and str(self.root) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        except (OSError, IndexError):
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return (self.root / "dockerd.log").read_text(errors="replace")
+
+    def all_containers(self) -> list[str]:
+        return docker_cli("ps", "-aq", "--no-trunc", host=self.host).split()
+
+    def remove_everything(self) -> None:
+        """Stop it (leaving no container, mount or directory behind), whatever state it is in."""
+        try:
+            if not self.running:
+                self.start()
+            for container_id in self.all_containers():
+                docker_cli("rm", "-f", container_id, host=self.host, check=False)
+        finally:
+            self.stop()
+            mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+            for point in sorted((m for m in mounts if m.startswith(str(self.root))), key=len, reverse=True):
+                subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def second_daemon(docker_available):
+    """A second dockerd with the base and runner images loaded (saves the engine a debootstrap)."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        pytest.skip("starting a second dockerd needs root and the dockerd binary")
+    # Short path: unix socket paths (containerd's included) must stay under 108 bytes.
+    daemon = SecondDaemon(Path(tempfile.mkdtemp(prefix="edt-", dir="/tmp")))
+    leftovers: list[str] = []
+    try:
+        daemon.start()
+        client = docker.from_env()
+        try:
+            runner = images.ensure_runner_image(client, "python")
+        finally:
+            client.close()
+        save = subprocess.Popen(["docker", "save", images.BASE_TAG, runner], stdout=subprocess.PIPE)
+        load = subprocess.run(["docker", "load", "-q"], stdin=save.stdout, capture_output=True, timeout=300,
+                              env={**os.environ, "DOCKER_HOST": daemon.host})
+        assert save.stdout is not None
+        save.stdout.close()
+        assert save.wait(300) == 0 and load.returncode == 0, load.stderr
+        yield daemon
+        leftovers = daemon.all_containers() if daemon.running else []
+    finally:
+        daemon.remove_everything()
+    assert not leftovers, f"containers left on the second daemon: {leftovers}"
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def started_engines():
+    """Every engine of this module on the main daemon; at its end, none may have left a container."""
+    engines: list = []
+    yield engines
+    for engine in engines:
+        engine.stop()
+    ids = [engine_id_of(engine) for engine in engines if "docker_host" not in engine.extra]
+    wait_for(lambda: not any(containers_of(i) for i in ids), 30, "every container of this module's engines to be removed")
+
+
+@pytest.fixture(scope="module")
+def engine(module_engine_factory, docker_backend, started_engines, request):
+    request.getfixturevalue("docker_available")
+    running = module_engine_factory(f"limits={LIMITS}", backend=docker_backend, config=CONFIG)
+    started_engines.append(running)
+    yield running
+    running.stop()
+
+
+def wait_ready(engine, timeout: float = 60) -> None:
+    wait_for(lambda: readyz(engine) == 200, timeout, "/readyz to answer 200")
+
+
+# --- timeouts and outside kills ----------------------------------------------------------------
+
+
+def test_timeout_is_504_and_the_container_is_removed(engine):
+    wait_ready(engine)
+    request_id = uuid.uuid4().hex
+    started = time.monotonic()
+    response = get(engine, "/sleep", request_id=request_id, seconds="60")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504, response.text
+    assert SLEEP_LIMIT_S <= elapsed < SLEEP_LIMIT_S + 1.5, elapsed
+    short_id = container_of(engine, request_id)
+    wait_for(lambda: not docker_cli("ps", "-aq", "--filter", f"id={short_id}").strip(), 15,
+             f"the timed-out container {short_id} to be removed")
+
+
+def test_a_container_killed_from_outside_is_502_and_the_pool_refills(engine):
+    wait_ready(engine)
+    engine_id = engine_id_of(engine)
+    request_id = uuid.uuid4().hex
+    with ThreadPoolExecutor(1) as pool:
+        reply = pool.submit(get, engine, "/sleep", request_id=request_id, seconds="60")
+        short_id = container_of(engine, request_id)
+        busy = docker_cli("ps", "-q", "--no-trunc", "--filter", f"label={ENGINE_LABEL}={engine_id}", "--filter", f"id={short_id}").split()
+        assert len(busy) == 1, f"the busy worker {short_id} carries the engine's label"
+        docker_cli("kill", busy[0])
+        response = reply.result(timeout=30)
+    assert response.status_code == 502, response.text
+    assert "SIGKILL" in response.text and "by the engine" not in response.text, response.text
+    wait_ready(engine)
+    assert get(engine, "/ok").status_code == 200
+    wait_for(lambda: busy[0] not in containers_of(engine_id), 15, "the killed container to be removed")
+
+
+# --- engine restarts ---------------------------------------------------------------------------
+
+
+def test_a_killed_engines_containers_are_removed_when_the_next_one_starts(engine, engine_factory, docker_backend, started_engines):
+    """SIGKILL leaves orphans (no clean-up ran); the next engine reaps them, not a live engine's workers."""
+    live_engine_id = engine_id_of(engine)
+    live = set(containers_of(live_engine_id))
+    first = engine_factory(f"limits={LIMITS}", backend=docker_backend, config={"min_idle": 2})
+    started_engines.append(first)
+    first_id = engine_id_of(first)
+    orphans = set(wait_for(lambda: len(containers_of(first_id)) >= 2 and containers_of(first_id), 30, "two workers"))
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(30)
+    assert set(containers_of(first_id)) == orphans, "the premise: a killed engine leaves its containers"
+    second = engine_factory(f"limits={LIMITS}", backend=docker_backend, config={"min_idle": 1})
+    started_engines.append(second)
+    assert containers_of(first_id) == [], "the killed engine's containers outlived the next start-up"
+    assert live <= set(containers_of(live_engine_id)), "a live engine's workers must not be reaped"
+    second_id = engine_id_of(second)
+    assert second.stop() == 0
+    wait_for(lambda: not containers_of(second_id), 15, "a stopped engine's containers to be removed")
+
+
+@pytest.mark.docker
+def test_no_daemon_at_start_exits_non_zero_with_a_clear_message(engine_factory):
+    running = engine_factory(
+        f"limits={LIMITS}", backend="docker", env={"DOCKER_HOST": "unix:///nonexistent.sock"}, wait_ready=False,
+    )
+    code = running.proc.wait(60)
+    assert code != 0
+    output = running.logs()
+    assert "no Docker daemon reachable at unix:///nonexistent.sock" in output, output[-2000:]
+    assert "DOCKER_HOST" in output and "scripts/ensure-docker" in output, output[-2000:]
+
+
+# --- the daemon going away ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_daemon_gone_mid_run_fails_fast_and_the_pool_rebuilds_when_it_is_back(
+    second_daemon, engine_factory, docker_backend, stop_signal
+):
+    running = engine_factory(
+        f"limits={LIMITS}", backend=docker_backend, config=OUTAGE_CONFIG, env={"DOCKER_HOST": second_daemon.host},
+    )
+    running.extra["docker_host"] = second_daemon.host
+    engine_id = engine_id_of(running)
+    try:
+        request_id = uuid.uuid4().hex
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(get, running, "/sleep", request_id=request_id, seconds="120")
+            container_of(running, request_id)  # the invocation is in flight
+            # ... and the busy worker's replacement is up, so the daemon goes away under a steady
+            # pool (no create cut off halfway) and the test means the same on every run.
+            wait_for(lambda: sum(r.get("event") == "worker_ready" for r in log_records(running)) >= 2, 30,
+                     "the busy worker's replacement")
+            stopped_at = time.monotonic()
+            second_daemon.stop(stop_signal)
+            response = reply.result(timeout=OUTAGE_LIMIT_S + 10)
+        assert response.status_code in (502, 503), response.text
+        assert time.monotonic() - stopped_at < FAIL_FAST_S, "the in-flight request waited for the time limit"
+
+        wait_for(lambda: readyz(running) == 503, 10, "/readyz to turn 503 while the daemon is gone")
+        assert "unreachable" in httpx.get(running.admin_url + "/readyz", timeout=5).text
+        started = time.monotonic()
+        during = get(running, "/ok", timeout=30)
+        assert during.status_code in (502, 503), during.text
+        assert time.monotonic() - started < FAIL_FAST_S
+        assert "unreachable" in during.text, during.text
+        assert is_running(running), "the engine must outlive its daemon"
+
+        second_daemon.start()
+        wait_ready(running, 60)
+        assert get(running, "/ok").status_code == 200
+        # What could not be removed while the daemon was gone is removed now: only live workers remain.
+        def only_live_workers() -> bool:
+            states = docker_cli("ps", "-a", "--filter", f"label={ENGINE_LABEL}={engine_id}", "--format", "{{.State}}",
+                                host=second_daemon.host).split()
+            return bool(states) and all(state == "running" for state in states)
+
+        wait_for(only_live_workers, 30, "the dead workers' containers to be removed from the second daemon")
+    finally:
+        if not second_daemon.running:
+            second_daemon.start()
+        running.stop()
+    wait_for(lambda: not containers_of(engine_id, host=second_daemon.host), 15, "the engine's containers to be removed")
+
+
+@pytest.mark.docker
+def test_reap_all_removes_every_managed_container_at_start_up(second_daemon, engine_factory):
+    """Default ("dead-owners"): a container whose owner lives is left alone; "all": it is removed."""
+    owner = _owner_token()  # this test process: alive
+    foreign = docker_cli(
+        "create", "--network", "none", "--label", f"{MANAGED_LABEL}=true", "--label", f"{ENGINE_LABEL}=someone-else",
+        "--label", f"{OWNER_LABEL}={owner}", images.BASE_TAG, "true", host=second_daemon.host,
+    ).strip()
+    try:
+        for reap, survives in (("dead-owners", True), ("all", False)):
+            running = engine_factory(
+                f"limits={LIMITS}", backend="docker", config={"docker_reap": reap, "min_idle": 1},
+                env={"DOCKER_HOST": second_daemon.host},
+            )
+            running.extra["docker_host"] = second_daemon.host
+            engine_id = engine_id_of(running)
+            assert (foreign in second_daemon.all_containers()) is survives, reap
+            assert running.stop() == 0
+            wait_for(lambda: not containers_of(engine_id, host=second_daemon.host), 15, "the engine's containers to go")
+    finally:
+        docker_cli("rm", "-f", foreign, host=second_daemon.host, check=False)
