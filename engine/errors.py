@@ -13,6 +13,7 @@
     └── PoolError
         ├── PoolSaturated      queue full (→ 503 with Retry-After)
         ├── AcquireTimeout     no worker within the wait budget (→ 503)
+        ├── WorkersUnavailable none alive and the last start failed (→ 503 at once)
         └── PoolClosed         engine shutting down (→ 503)
 
 A handler's own error is not an exception here: it is a normal `result` with status 500.
@@ -70,6 +71,10 @@ class PoolSaturated(PoolError):
 
 
 class AcquireTimeout(PoolError):
+    pass
+
+
+class WorkersUnavailable(PoolError):
     pass
 
 

@@ -17,7 +17,15 @@ import structlog
 
 from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
-from engine.errors import AcquireTimeout, BootstrapError, EngineError, PoolClosed, PoolSaturated, WorkerError
+from engine.errors import (
+    AcquireTimeout,
+    BootstrapError,
+    EngineError,
+    PoolClosed,
+    PoolSaturated,
+    WorkerError,
+    WorkersUnavailable,
+)
 from engine.worker import Worker, WorkerState
 
 log = structlog.get_logger("engine.pool")
@@ -86,6 +94,11 @@ class Pool:
                 self._replenish()
                 self._gauge()
                 return worker, False
+        if self._failures and not self._workers:
+            # Nothing alive and the last start failed (daemon gone, image broken): answer now rather
+            # than queueing for the back-off; starts keep being retried in the background.
+            self._replenish()
+            raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {self._last_failure}")
         if len(self._waiters) >= self.settings.max_queue:
             metrics.QUEUE_REJECTIONS.labels(**self._labels).inc()
             raise PoolSaturated(
