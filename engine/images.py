@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 import docker
 import docker.errors
 
-from engine import paths
+from engine import paths, pydeps
 from engine.backends.base import ProgressFn
 from engine.errors import BackendError, ImageBuildError
 from engine.metrics import IMAGE_BUILD_SECONDS, IMAGE_BUILDS
@@ -218,7 +218,7 @@ def _debootstrap_base(client: docker.DockerClient, tag: str, progress: ProgressF
     try:
         rootfs = workdir / "rootfs"
         progress(f"debootstrap --variant=minbase {DEBIAN_SUITE} {rootfs} {mirror} (a few minutes)")
-        _run_streaming(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), mirror], progress, "debootstrap")
+        pydeps.run_streaming(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), mirror], progress, "debootstrap")
         _slim_rootfs(rootfs, mirror)
         tarball = workdir / "rootfs.tar"
         progress(f"packing {rootfs} and importing it as {tag}")
@@ -385,7 +385,7 @@ def ensure_service_image(
                 _copy_readable(src, context / "project" / rel)
             lines = [f"FROM {runner_image}", f"COPY project {PROJECT_DIR}"]
             requirements = project_root / _REQUIREMENTS
-            if requirements.is_file() and _requirement_lines(requirements):
+            if requirements.is_file() and pydeps.requirement_lines(requirements):
                 progress(f"installing {requirements} for CPython {IMAGE_PYTHON_VERSION}")
                 _pip_install(context / "site-packages", ["-r", str(requirements)], progress, what=str(requirements))
                 _normalise_modes(context / "site-packages")
@@ -425,26 +425,6 @@ def _inside(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root)
     except OSError:
         return False
-
-
-def _requirement_lines(requirements: Path) -> list[str]:
-    """The requirement lines of requirements.txt; options that send pip to other indexes or URLs are refused.
-
-    The build runs pip on the host, so a project must not be able to point it at arbitrary hosts
-    (private-range addresses included): only plain names from the configured index are allowed.
-    """
-    lines = []
-    for number, raw in enumerate(requirements.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        line = raw.split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("-") or "://" in line or re.search(r"\s@\s|^[^=<>!~;]*@", line):
-            raise ImageBuildError(
-                f"{requirements}:{number}: {line!r} is not allowed; requirements.txt may only list package "
-                "names with versions (pip options, URLs and local paths are refused)"
-            )
-        lines.append(line)
-    return lines
 
 
 # --- shared helpers ----------------------------------------------------------------------------
@@ -509,43 +489,10 @@ def _normalise_modes(root: Path) -> None:
 
 
 def _pip_install(target: Path, args: list[str], progress: ProgressFn, *, what: str) -> None:
-    """pip-install wheels for the image's CPython into `target`, on the host; errors name `what`."""
-    cmd = [
-        sys.executable, "-m", "pip", "install", "--target", str(target),
-        "--only-binary=:all:", "--implementation", "cp", "--python-version", IMAGE_PYTHON_VERSION,
-        *[arg for plat in _image_platforms() for arg in ("--platform", plat)],
-        "--no-compile", "--no-input", "--disable-pip-version-check", "--progress-bar", "off", *args,
-    ]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_TARGET", "PIP_PREFIX", "PIP_USER")}
-    output: list[str] = []
-    try:
-        _run_streaming(cmd, progress, "pip", env=env, cwd=target.parent, keep=output)
-    except subprocess.CalledProcessError as exc:
-        errors = [line for line in output if line.startswith("ERROR:")]
-        detail = errors[-1] if errors else (output[-1] if output else f"exit code {exc.returncode}")
-        raise ImageBuildError(f"installing {what} failed: {detail.removeprefix('ERROR: ')}") from exc
-
-
-def _run_streaming(
-    cmd: list[str], progress: ProgressFn, prefix: str, *,
-    env: dict[str, str] | None = None, cwd: Path | None = None, keep: list[str] | None = None,
-) -> None:
-    """Run a command, passing each output line to `progress`; CalledProcessError if it fails."""
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env=env, cwd=cwd, text=True, errors="replace",
-    )
-    assert proc.stdout is not None
-    with proc:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                if keep is not None:
-                    keep.append(line)
-                    del keep[:-200]
-                progress(f"{prefix}: {line}")
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    """pip-install wheels for the image's CPython (not the host's) into `target`, on the host."""
+    platform_args = ["--only-binary=:all:", "--implementation", "cp", "--python-version", IMAGE_PYTHON_VERSION,
+                     *[arg for plat in _image_platforms() for arg in ("--platform", plat)]]
+    pydeps.pip_install(target, args, progress, what=what, extra=platform_args)
 
 
 def _docker_build(

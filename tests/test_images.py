@@ -11,7 +11,7 @@ import docker
 import docker.errors
 import pytest
 
-from engine import images
+from engine import images, pydeps
 from engine.errors import ImageBuildError
 
 
@@ -59,9 +59,9 @@ def test_requirements_options_and_urls_are_refused(tmp_path: Path) -> None:
         req = tmp_path / "requirements.txt"
         req.write_text(f"six\n{bad}\n")
         with pytest.raises(ImageBuildError, match=r"requirements\.txt:2: .*not allowed"):
-            images._requirement_lines(req)
+            pydeps.requirement_lines(req)
     req.write_text("# pinned\nsix==1.16.0  # why\n\nrequests>=2; python_version >= '3'\n")
-    assert images._requirement_lines(req) == ["six==1.16.0", "requests>=2; python_version >= '3'"]
+    assert pydeps.requirement_lines(req) == ["six==1.16.0", "requests>=2; python_version >= '3'"]
 
 
 # --- on the Docker daemon ----------------------------------------------------------------------
