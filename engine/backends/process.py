@@ -23,7 +23,7 @@ import uuid
 import weakref
 from pathlib import Path
 
-from engine import pydeps
+from engine import npmdeps, pydeps
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerLimits, WorkerSpec
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 from engine.paths import node_runner_dir, python_runner_dir
@@ -176,11 +176,16 @@ class ProcessBackend(Backend):
     def __init__(self) -> None:
         self._channels: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
         self._pythonpath: dict[str, str] = {}  # service → its requirements' site dir
+        self._node_path: dict[str, str] = {}  # service → its package.json dependencies' node_modules
 
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
-        """Install the project's requirements.txt (Python) into a cache dir, once per content."""
+        """Install the project's requirements.txt (Python) or package.json dependencies (JS) into a
+        cache dir, once per content."""
         if spec.runtime == "node":
             await asyncio.to_thread(node_runner_home)  # npm ci once, off the event loop
+            modules = await asyncio.to_thread(npmdeps.host_node_modules, spec.project_root, progress or (lambda _: None))
+            if modules is not None:
+                self._node_path[spec.service] = str(modules)
         if spec.runtime == "python":
             site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
             if site is not None:
@@ -199,6 +204,8 @@ class ProcessBackend(Backend):
         }
         if spec.service in self._pythonpath:
             env["PYTHONPATH"] = self._pythonpath[spec.service]
+        if spec.runtime == "node" and spec.service in self._node_path:
+            env["NODE_PATH"] = self._node_path[spec.service]  # after the project's own node_modules
         nproc = _user_process_count() + spec.limits.pids
         try:
             proc = await asyncio.create_subprocess_exec(

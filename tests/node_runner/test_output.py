@@ -57,7 +57,7 @@ def test_console_levels(runner) -> None:
     logs = [(f["level"], f["message"]) for f in out.logs]
     assert ("info", "log formatted") in logs
     assert ("info", "info 1 { a: 1 }") in logs
-    assert ("debug", "debug line") in logs
+    assert ("info", "debug line") in logs  # behavior.md: console.debug → info
     assert ("warn", "warn line") in logs
     assert ("error", "error line") in logs
     assert ("error", "Trace: trace line") in logs

@@ -2,7 +2,7 @@
 /**
  * Handler output -> `log` messages. Nothing a handler writes reaches the protocol stream:
  *
- *   console.log / info / dir / table ...  -> info     console.debug -> debug
+ *   console.log / info / debug / dir / table ...  -> info   (behavior.md: debug is info)
  *   console.warn                          -> warn     console.error / trace -> error
  *   process.stdout.write                  -> info     process.stderr.write  -> error
  *   raw writes to fd 1 (fs.writeSync(1), children with inherited stdio) -> info, via the FIFO
@@ -82,16 +82,14 @@ function installCapture(sink, rawStdoutFd) {
   const info = sink.lineBuffer('info');
   const error = sink.lineBuffer('error');
   const warn = sink.lineBuffer('warn');
-  const debug = sink.lineBuffer('debug');
 
   const main = new Console({ stdout: new SinkTarget(info), stderr: new SinkTarget(error), colorMode: false });
   const warnConsole = new Console({ stdout: new SinkTarget(warn), stderr: new SinkTarget(warn), colorMode: false });
-  const debugConsole = new Console({ stdout: new SinkTarget(debug), stderr: new SinkTarget(debug), colorMode: false });
   for (const key of Object.keys(Console.prototype).concat(Object.keys(main))) {
     if (typeof main[key] === 'function' && !key.startsWith('_')) console[key] = main[key];
   }
   console.warn = warnConsole.warn;
-  console.debug = debugConsole.log;
+  console.debug = main.log;
 
   defineStdio('stdout', stdioWritable(sink.lineBuffer('info'), 1));
   defineStdio('stderr', stdioWritable(sink.lineBuffer('error'), 2));

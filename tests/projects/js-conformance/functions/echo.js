@@ -1,0 +1,2 @@
+// Replies with the event it was given.
+exports.handler = (context, event, callback) => callback(null, event);

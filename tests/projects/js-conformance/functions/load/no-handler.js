@@ -1,0 +1,2 @@
+// Exports no handler.
+exports.somethingElse = () => 'not a handler';

@@ -1,0 +1,3 @@
+const isNumber = require('is-number');
+
+exports.handler = (context, event, callback) => callback(null, { value: event.value, isNumber: isNumber(event.value) });

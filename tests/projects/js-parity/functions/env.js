@@ -1,0 +1,1 @@
+exports.handler = (context, event, callback) => callback(null, { greeting: context.GREETING, path: context.PATH });

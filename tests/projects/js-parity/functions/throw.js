@@ -1,0 +1,3 @@
+exports.handler = (context, event, callback) => {
+  throw new RangeError('handler blew up');
+};
