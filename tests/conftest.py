@@ -2,7 +2,7 @@
 
 `engine_factory(*projects, backend=..., config={...})` (or `module_engine_factory`) starts `python -m engine serve` as a child
 process on free ports, waits until `/readyz` answers 200, and stops it (SIGTERM, then SIGKILL) at
-the end of the test. The backend list comes from `--backends` (default: process,docker); docker
+the end of the test. The backend list comes from `--backends` (default: process,docker,docker-runsc); docker
 tests fail, never skip, when no daemon can be reached.
 """
 
@@ -30,8 +30,8 @@ EXAMPLES = REPO / "examples"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--backends",
-        default=os.environ.get("ENGINE_TEST_BACKENDS", "process,docker"),
-        help="comma-separated backends the conformance suite runs on (process, docker, docker-runsc)",
+        default=os.environ.get("ENGINE_TEST_BACKENDS", "process,docker,docker-runsc"),
+        help="comma-separated backends the conformance suite runs on (default: all three: process, docker, docker-runsc)",
     )
 
 

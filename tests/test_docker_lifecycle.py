@@ -234,7 +234,7 @@ class SecondDaemon:
 def second_daemon(docker_available):
     """A second dockerd with the base and runner images loaded (saves the engine a debootstrap)."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
-        pytest.skip("starting a second dockerd needs root and the dockerd binary")
+        pytest.fail("starting a second dockerd needs root and the dockerd binary (run `make test` as root: it provisions Docker)")
     # Short path: unix socket paths (containerd's included) must stay under 108 bytes.
     daemon = SecondDaemon(Path(tempfile.mkdtemp(prefix="edt-", dir="/tmp")))
     leftovers: list[str] = []

@@ -850,12 +850,11 @@ def test_a_project_with_python_and_js_functions_gets_a_pool_per_runtime(engine, 
         assert all(i.startswith("engine-service-js-conformance:") for s in by_runtime.values() for i in s)
 
 
-def test_node_runner_and_service_images(engine, backend):
+@pytest.mark.docker
+def test_node_runner_and_service_images(docker_available):
     """engine-runner-node:<hash12> carries Node.js 22 and twilio, runs as 10001, and is reused as
     is; the service image has the project's dependencies in /srv/project/node_modules, not its
-    devDependencies, and no .env."""
-    if not backend.startswith("docker"):
-        pytest.skip("images are the docker backend's")
+    devDependencies, and no .env. (Images are the docker backend's, so this runs once, not per backend.)"""
     import docker
 
     from engine import images
