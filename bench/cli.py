@@ -1,0 +1,104 @@
+"""`python -m bench`: run the rows, print one table with the targets, write it to bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from bench import coldstart, machine, measure, report, tools
+from bench.plan import FULL, QUICK, RESULTS, ROWS, ROWS_BY_KEY, EngineSettings, Plan
+from bench.results_model import RowResult
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Benchmark the engine against twilio-run "
+                                     "and bare aiohttp on 127.0.0.1 (see bench/README.md).")
+    parser.add_argument("--quick", action="store_true", help="1-2 s cells and 3 cold starts: under two minutes")
+    parser.add_argument("--rows", help=f"comma-separated subset of rows: {', '.join(r.key for r in ROWS)}")
+    parser.add_argument("--workers", type=int, help="warm workers of the engine rows (min_idle = max_workers)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="engine log level")
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--profile", dest="profile", action="store_true", default=None,
+                         help="also profile the engine under load with py-spy (default: on for full runs)")
+    profile.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of the table: measure the engine's warm-row settings (workers, log level)")
+    return parser
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    plan = QUICK if args.quick else FULL
+    engine = EngineSettings(
+        workers=args.workers or plan.engine.workers, log_level=args.log_level or plan.engine.log_level,
+    )
+    rows = tuple(k.strip() for k in args.rows.split(",")) if args.rows else plan.rows
+    unknown = [k for k in rows if k not in ROWS_BY_KEY]
+    if unknown:
+        raise SystemExit(f"error: unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS_BY_KEY)}")
+    return dataclasses.replace(plan, engine=engine, rows=rows)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every `finally`: servers stopped, containers removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    plan = make_plan(args)
+    signal.signal(signal.SIGTERM, _terminate)
+    tools.require("wrk", "docker", "node")
+    if args.sweep:
+        from bench import sweep
+
+        return sweep.run(plan)
+    if any(ROWS_BY_KEY[k].kind == "twilio-run" for k in plan.rows):
+        tools.ensure_twilio_run()
+    do_profile = plan.mode == "full" if args.profile is None else args.profile
+    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    about = machine.describe()
+    print(f"bench {plan.mode}: {len(plan.rows)} rows; wrk -t1, c=1 for {plan.c1_s} s and c={plan.connections} for "
+          f"{plan.c32_s} s per handler; engine warm rows: {plan.engine.workers} workers, log level "
+          f"{plan.engine.log_level}; load average {about['loadavg_at_start']}", flush=True)
+    results: list[RowResult] = []
+    extra: dict[str, Any] = {}
+    begun = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            for key in plan.rows:
+                row = ROWS_BY_KEY[key]
+                print(f"{row.label} ...", flush=True)
+                result = measure.measure_row(row, plan, stack, progress=lambda line: print(line, flush=True))
+                if not result.available:
+                    print(f"  n/a ({result.reason})", flush=True)
+                results.append(result)
+            if do_profile:
+                from bench import profiling
+
+                extra["profile"] = profiling.run(plan, stack)
+    finally:
+        coldstart.remove_bench_containers()
+    elapsed = time.monotonic() - begun
+    verdicts = report.evaluate(results)
+    header = machine.header(about, plan.mode, started_at, elapsed)
+    print()
+    print(header)
+    print()
+    print(report.render_text(results))
+    print()
+    print("Targets (printed, not asserted):")
+    print(report.render_targets(verdicts))
+    # A run of some rows only must not overwrite the last complete table.
+    stem = plan.mode if set(plan.rows) == set(ROWS_BY_KEY) else f"{plan.mode}-partial"
+    json_path, md_path = report.write(RESULTS, stem, plan, about, results, verdicts, extra, header)
+    print(f"\nwritten: {json_path.relative_to(RESULTS.parent.parent)}, {md_path.relative_to(RESULTS.parent.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
