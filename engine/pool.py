@@ -67,6 +67,10 @@ class Pool:
         self._reaper: asyncio.Task[None] | None = None
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
+        # Labelled children resolved once: the gauges are updated twice per invocation.
+        self._state_gauges = [(state, metrics.WORKERS.labels(**self._labels, state=state))
+                              for state in ("idle", "busy", "starting")]
+        self._queue_gauge = metrics.QUEUE_DEPTH.labels(**self._labels)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -125,6 +129,7 @@ class Pool:
                 self._waiters.remove(waiter)
             self._gauge()
         worker.transition(WorkerState.BUSY)
+        self._gauge()  # after the transition, so a cold-started worker shows as busy at once
         return worker, worker.invocations == 0  # cold: it waited for a new worker, not a busy one
 
     def release(self, worker: Worker, clean: bool, reason: str = "dirty") -> None:
@@ -268,9 +273,9 @@ class Pool:
 
     def _gauge(self) -> None:
         counts = self.counts()
-        for state in ("idle", "busy", "starting"):
-            metrics.WORKERS.labels(**self._labels, state=state).set(counts[state])
-        metrics.QUEUE_DEPTH.labels(**self._labels).set(counts["queued"])
+        for state, gauge in self._state_gauges:
+            gauge.set(counts[state])
+        self._queue_gauge.set(counts["queued"])
 
 
 PoolFactory = Callable[[WorkerSpec, protocol.Init], Pool]

@@ -114,18 +114,18 @@ class Worker:
             await self.channel.send(frame)
         except (OSError, ConnectionError) as exc:
             raise ChannelClosed(f"could not write to the worker: {exc}") from exc
-        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(asyncio.shield(invocation.result), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout_at(deadline):  # one timer, no extra task (hot path)
+                return await invocation.result
+        except TimeoutError:
             raise InvocationTimeout("the function did not call back before its time limit") from None
 
     async def finish(self, invocation: Invocation, deadline: float) -> protocol.Done | None:
         """Wait for `done` (clean-up report) until `deadline`; None if it never came."""
-        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(asyncio.shield(invocation.done), max(0.0, deadline - loop.time()))
-        except (asyncio.TimeoutError, WorkerError):
+            async with asyncio.timeout_at(deadline):
+                return await invocation.done
+        except (TimeoutError, WorkerError):
             return None
         finally:
             self._current = None
