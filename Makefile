@@ -39,7 +39,11 @@ test: venv docker images
 	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# The load generator is Debian's wrk; installed here when missing (root on Debian).
 bench: venv docker images
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; } || \
+	  { echo "error: make bench needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
