@@ -9,8 +9,12 @@ fd 2 → error) and can never reach the protocol stream.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import secrets
+import select
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -59,23 +63,48 @@ class PipeReader(threading.Thread):
         self._sink = sink
         self._buf = b""
         self._cond = threading.Condition()
+        self._io_lock = threading.Lock()
         self._requested = 0
         self._seen = 0
 
     def run(self) -> None:
         while True:
             try:
-                data = os.read(self._read_fd, READ_BYTES)
+                select.select([self._read_fd], [], [])  # wait outside the lock...
             except InterruptedError:
                 continue
-            except OSError:
+            except (OSError, ValueError):
                 return
-            if not data:
-                return
+            with self._io_lock:  # ...read and log inside it, so quiet() sees all or nothing
+                try:
+                    data = os.read(self._read_fd, READ_BYTES)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    self._feed(data)
+                except Exception:  # never stop draining: a stuck pipe would block the handler's writes
+                    self._buf = b""
+
+    def quiet(self) -> bool:
+        """True when every byte written so far is already logged: no sync round trip needed.
+
+        Holding the lock the reader reads and logs under, an empty pipe and no partial line mean
+        nothing is in flight. Most invocations write nothing to fds 1/2 (print goes through
+        sys.stdout, not the pipe), so this saves a thread round trip per invocation.
+        """
+        with self._io_lock:
+            if self._buf:
+                return False
+            pending = array.array("i", [0])
             try:
-                self._feed(data)
-            except Exception:  # never stop draining: a stuck pipe would block the handler's writes
-                self._buf = b""
+                fcntl.ioctl(self._read_fd, termios.FIONREAD, pending, True)
+            except OSError:
+                return False
+            return pending[0] == 0
 
     def sync(self, deadline: float) -> bool:
         """Wait until everything written to the pipe so far has been logged; False on timeout."""
@@ -141,5 +170,7 @@ class OutputCapture:
 
     def sync(self, timeout_s: float = 2.0) -> bool:
         """Flush both pipes into log frames; False if one did not drain in time."""
+        if all(reader.quiet() for reader in self.readers):
+            return True
         deadline = time.monotonic() + timeout_s
         return all([reader.sync(deadline) for reader in self.readers])
