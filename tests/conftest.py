@@ -36,6 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "docker_backend" in metafunc.fixturenames:
+        # Docker-only modules: the docker rows of --backends (docker = runc, docker-runsc = gVisor).
+        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
+        metafunc.parametrize(
+            "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]],
+            scope="module",
+        )
     if "backend" in metafunc.fixturenames:
         backends = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip()]
         marks = {"process": [], "docker": [pytest.mark.docker], "docker-runsc": [pytest.mark.docker]}

@@ -32,6 +32,8 @@ import docker
 import httpx
 import pytest
 
+from tests.docker_helpers import engine_id_of, log_records, wait_for
+
 from engine import images
 from engine.backends.docker import _owner_token
 
@@ -48,47 +50,7 @@ OUTAGE_CONFIG = {"min_idle": 1, "max_workers": 2, "services": {"limits": {"funct
 FAIL_FAST_S = 8.0  # pool back-off (5 s at most) plus a failed start; far below the time limit
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`docker_backend`: the docker rows of --backends (docker = runc, docker-runsc = gVisor)."""
-    if "docker_backend" in metafunc.fixturenames:
-        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
-        metafunc.parametrize(
-            "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]], scope="module"
-        )
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def log_records(engine) -> list[dict]:
-    records = []
-    for line in engine.logs().splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                pass
-    return records
-
-
-def engine_id_of(engine) -> str:
-    """The engine id its docker backend logged at start-up (the value of its containers' engine label)."""
-
-    def find():
-        return next((r["engine_id"] for r in log_records(engine) if r.get("event") == "docker_backend_started"), None)
-
-    return wait_for(find, 30, "the docker_backend_started log line")
 
 
 def docker_cli(*args: str, host: str | None = None, check: bool = True) -> str:

@@ -15,11 +15,12 @@ import ipaddress
 import json
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.docker_helpers import engine_id_of, wait_for
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
 ISO_A = PROJECTS / "isolation"
@@ -34,39 +35,7 @@ ENGINE_LABEL = "io.functions-engine.engine"
 CONFIG = {"min_idle": 1, "max_workers": 1}
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`docker_backend`: the docker rows of --backends (docker = runc, docker-runsc = gVisor)."""
-    if "docker_backend" in metafunc.fixturenames:
-        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
-        metafunc.parametrize(
-            "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]], scope="module"
-        )
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def engine_id_of(engine) -> str:
-    """The engine id its docker backend logged at start-up (the value of its containers' engine label)."""
-
-    def find():
-        for line in engine.logs().splitlines():
-            if '"docker_backend_started"' in line:
-                return json.loads(line)["engine_id"]
-        return None
-
-    return wait_for(find, 30, "the docker_backend_started log line")
 
 
 def containers_of(engine_id: str) -> list[str]:

@@ -18,7 +18,6 @@ bomb runs. Afterwards the bomb's container is gone. No container outlives the mo
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.docker_helpers import engine_id_of, log_records, wait_for
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
 LIMITS = PROJECTS / "limits"
@@ -39,47 +40,7 @@ CONFIG = {
 PROBE_TIMEOUT_S = 5.0  # a probe slower than this during a bomb counts as the engine not answering
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`docker_backend`: the docker rows of --backends (docker = runc, docker-runsc = gVisor)."""
-    if "docker_backend" in metafunc.fixturenames:
-        chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
-        metafunc.parametrize(
-            "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]], scope="module"
-        )
-
-
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def log_records(engine) -> list[dict]:
-    records = []
-    for line in engine.logs().splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                pass
-    return records
-
-
-def engine_id_of(engine) -> str:
-    """The engine id its docker backend logged at start-up (the value of its containers' engine label)."""
-
-    def find():
-        return next((r["engine_id"] for r in log_records(engine) if r.get("event") == "docker_backend_started"), None)
-
-    return wait_for(find, 30, "the docker_backend_started log line")
 
 
 def containers_of(engine_id: str) -> list[str]:
