@@ -41,6 +41,7 @@ import structlog
 
 from engine import images
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerSpec
+from engine.backends.docker_oom import OomEvents
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 
 T = TypeVar("T")
@@ -391,7 +392,11 @@ class DockerWorker(WorkerChannel):
             except docker.errors.NotFound:
                 return self._exit or ExitInfo(ExitKind.KILLED if self._killed else ExitKind.SIGNALED, detail="container removed")
             if not state.get("Running"):
-                return exit_from_state(state, killed=self._killed)
+                info = exit_from_state(state, killed=self._killed)
+                if info.kind is ExitKind.SIGNALED and info.code == 128 + 9 and self._backend._oom is not None \
+                        and self._backend._oom.killed_for_memory(self.container_id):
+                    return ExitInfo(ExitKind.OOM, code=info.code, detail="late oom event")
+                return info
             if time.monotonic() >= deadline:
                 return ExitInfo(ExitKind.RUNNING)
             time.sleep(0.05)
@@ -470,6 +475,7 @@ class DockerBackend(Backend):
         self._reaper: asyncio.Task[None] | None = None
         self._owner = _owner_token()
         self._prepare_lock = asyncio.Lock()
+        self._oom: OomEvents | None = None
         self.closed = False
 
     # -- plumbing --
@@ -519,6 +525,10 @@ class DockerBackend(Backend):
     async def start(self) -> None:
         """Connect to the daemon, check the runtime is registered, reap orphan containers."""
         self._client, self._ping_client = await self._call(self._connect_sync)
+        version = self._client.api.api_version
+        self._oom = OomEvents(lambda: docker.from_env(timeout=API_TIMEOUT_S, version=version).api,
+                              f"{ENGINE_LABEL}={self.engine_id}")
+        self._oom.start()
         removed = await self._call(self._reap_sync, self.reap, True)
         self._reaper = asyncio.get_running_loop().create_task(self._reap_dead_owners(), name="docker-reaper")
         log.info("docker_backend_started", engine_id=self.engine_id, docker_host=self._where, runtime=self.runtime,
@@ -656,6 +666,8 @@ class DockerBackend(Backend):
         for task in (self._watch, self._reaper):
             if task is not None:
                 task.cancel()
+        if self._oom is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._oom.close)
         for worker in list(self._workers.values()):
             if worker._protocol.transport is not None:
                 worker._protocol.transport.close()
