@@ -127,7 +127,7 @@ async def test_a_dying_worker_does_not_disturb_requests_on_other_workers(engine)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_no_process_the_engine_started_outlives_it(engine_factory, backend, tmp_path, request, sig):
     _require_docker(backend, request)
-    project = tmp_path / f"robustness-{uuid.uuid4().hex[:8]}"
+    project = tmp_path / "robustness"  # tmp_path is unique already; a fixed name reuses one service image
     shutil.copytree(ROBUSTNESS, project)
     marker = f"grandchild-marker-{uuid.uuid4().hex}"
     running = engine_factory(project, backend=backend, config={"min_idle": 2, "max_workers": 4})
