@@ -9,12 +9,9 @@ fd 2 → error) and can never reach the protocol stream.
 
 from __future__ import annotations
 
-import array
-import fcntl
 import os
 import secrets
 import select
-import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -63,7 +60,7 @@ class PipeReader(threading.Thread):
         self._sink = sink
         self._buf = b""
         self._cond = threading.Condition()
-        self._io_lock = threading.Lock()
+        self.io_lock = threading.Lock()
         self._requested = 0
         self._seen = 0
 
@@ -75,7 +72,7 @@ class PipeReader(threading.Thread):
                 continue
             except (OSError, ValueError):
                 return
-            with self._io_lock:  # ...read and log inside it, so quiet() sees all or nothing
+            with self.io_lock:  # ...read and log inside it, so quiet() sees all or nothing
                 try:
                     data = os.read(self._read_fd, READ_BYTES)
                 except InterruptedError:
@@ -89,22 +86,13 @@ class PipeReader(threading.Thread):
                 except Exception:  # never stop draining: a stuck pipe would block the handler's writes
                     self._buf = b""
 
-    def quiet(self) -> bool:
-        """True when every byte written so far is already logged: no sync round trip needed.
+    @property
+    def read_fd(self) -> int:
+        return self._read_fd
 
-        Holding the lock the reader reads and logs under, an empty pipe and no partial line mean
-        nothing is in flight. Most invocations write nothing to fds 1/2 (print goes through
-        sys.stdout, not the pipe), so this saves a thread round trip per invocation.
-        """
-        with self._io_lock:
-            if self._buf:
-                return False
-            pending = array.array("i", [0])
-            try:
-                fcntl.ioctl(self._read_fd, termios.FIONREAD, pending, True)
-            except OSError:
-                return False
-            return pending[0] == 0
+    def holding_partial_line(self) -> bool:
+        """Text read but not logged yet (no newline so far); call with `io_lock` held."""
+        return bool(self._buf)
 
     def sync(self, deadline: float) -> bool:
         """Wait until everything written to the pipe so far has been logged; False on timeout."""
@@ -161,16 +149,34 @@ class OutputCapture:
 
     def __init__(self, sink: LogSink) -> None:
         self.readers = [PipeReader(1, "info", sink), PipeReader(2, "error", sink)]
+        self._poll = select.poll()
         for reader in self.readers:
+            self._poll.register(reader.read_fd, select.POLLIN)
             reader.start()
 
     def thread_idents(self) -> set[int]:
         """The runner's own threads, which never count as an invocation's leftovers."""
         return {reader.ident for reader in self.readers if reader.ident is not None}
 
+    def quiet(self) -> bool:
+        """True when every byte written so far is already logged: no sync round trip needed.
+
+        Holding the locks the readers read and log under, empty pipes (one poll for both) and no
+        partial line mean nothing is in flight. Most invocations write nothing to fds 1/2 (print
+        goes through sys.stdout, not the pipe), so this saves a thread round trip per invocation.
+        """
+        first, second = self.readers
+        with first.io_lock, second.io_lock:
+            if first.holding_partial_line() or second.holding_partial_line():
+                return False
+            try:
+                return not self._poll.poll(0)
+            except OSError:
+                return False
+
     def sync(self, timeout_s: float = 2.0) -> bool:
         """Flush both pipes into log frames; False if one did not drain in time."""
-        if all(reader.quiet() for reader in self.readers):
+        if self.quiet():
             return True
         deadline = time.monotonic() + timeout_s
         return all([reader.sync(deadline) for reader in self.readers])

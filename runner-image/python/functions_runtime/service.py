@@ -60,6 +60,7 @@ class Service:
         self.runtime = Runtime(self.root, {a.url_path: a for a in assets}, {f.name: f for f in functions}, self.env)
         self.twilio = build_twilio_global()
         self._current: Invocation | None = None
+        self._clean_snapshot: cleanliness.Snapshot | None = None  # the last clean invocation's baseline
 
         plumbing.channel.max_frame_bytes = self.limits.max_frame_bytes
         plumbing.sink.configure(self.limits.max_log_bytes, self.limits.max_frame_bytes)
@@ -100,7 +101,7 @@ class Service:
             p.sink.emit("error", f"runner: ignoring an invoke without a valid id: {inv_id!r}")
             return
         p.sink.begin(inv_id)
-        before = cleanliness.take_snapshot()
+        before = cleanliness.take_snapshot(self._clean_snapshot)
         invocation = Invocation(inv_id, p.channel, p.sink, self.limits, self.dev_mode)
         self._current = invocation
         reasons: list[str] = []
@@ -116,6 +117,7 @@ class Service:
         p.streams.restore()
         if not p.capture.sync():
             reasons.append("captured output did not drain")
+        self._clean_snapshot = None if reasons else before
         done = lambda dropped: {"type": "done", "id": inv_id, "clean": not reasons,  # noqa: E731
                                 "reason": "; ".join(reasons) or None, "log_bytes_dropped": dropped}
         p.sink.end_invocation(done, mute=bool(reasons))
