@@ -22,8 +22,6 @@ from engine.worker import Invocation, InvocationTimeout, Worker
 
 # After `result`, how long a worker may take to report `done` if the deadline is already close.
 _DONE_GRACE_S = 1.0
-# Strong references to the background `done` waits (the loop keeps only weak ones).
-_finishing: set[asyncio.Task[None]] = set()
 
 
 class WorkerFailed(WorkerError):
@@ -51,16 +49,13 @@ async def run(
 ) -> Outcome:
     """Run one invocation; `trace` (the request) gets `worker_id` and `cold` as soon as a worker is taken."""
     pool = service.pool_for(function)
-    loop = asyncio.get_running_loop()
-    waited_from = loop.time()
     worker, cold = await pool.acquire(acquire_timeout_s)
-    metrics.ACQUIRE_SECONDS.labels(service.name, function.runtime).observe(loop.time() - waited_from)
-    if cold:
-        metrics.COLD_STARTS.labels(service.name, function.runtime).inc()
+    loop = asyncio.get_running_loop()
     if trace is not None:  # so the invocation log line names the worker even after a 504 or 502
         trace["worker_id"], trace["cold"] = worker.id, cold
     deadline = loop.time() + service.time_limits_s[function.url_path]
-    invocation = Invocation(invocation_id, service.name, function.name, max_log_bytes)
+    invocation = Invocation(invocation_id, service.name, function.name, max_log_bytes,
+                            result=loop.create_future(), done=loop.create_future())
     frame = protocol.encode_invoke(invocation_id, function.name, event, context)
     try:
         result = await worker.invoke(frame, invocation, deadline)
@@ -79,25 +74,47 @@ async def run(
         _count_log_bytes(invocation, None)
         raise
     response = reply.from_result(result, max_response_bytes)
-    task = asyncio.create_task(_finish(worker, invocation, max(deadline, loop.time() + _DONE_GRACE_S), pool))
-    _finishing.add(task)
-    task.add_done_callback(_finishing.discard)
+    _Finish(worker, invocation, pool, max(deadline, loop.time() + _DONE_GRACE_S), loop)
     return Outcome(response, worker.id, cold)
 
 
-async def _finish(worker: Worker, invocation: Invocation, deadline: float, pool: Any) -> None:
-    """Wait for `done`; pool the worker again only if it proved itself clean."""
-    done = await worker.finish(invocation, deadline)
-    _count_log_bytes(invocation, done)
-    if done is None:
-        pool.release(worker, clean=False, reason="dirty" if worker.alive else (worker.death or "crash"))
-    else:
-        pool.release(worker, clean=done.clean, reason="dirty")
+class _Finish:
+    """Waits for `done` without a task of its own: the reader resolving `done` releases the worker.
+
+    The worker goes back to the pool only if it proved itself clean; no `done` by the deadline
+    (or a dying worker) means it is discarded.
+    """
+
+    __slots__ = ("_worker", "_invocation", "_pool", "_timer", "_over")
+
+    def __init__(self, worker: Worker, invocation: Invocation, pool: Any, deadline: float,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._worker, self._invocation, self._pool, self._over = worker, invocation, pool, False
+        self._timer = loop.call_at(deadline, self._end, None)
+        invocation.done.add_done_callback(self._on_done)
+
+    def _on_done(self, future: asyncio.Future[protocol.Done]) -> None:
+        failed = future.cancelled() or future.exception() is not None
+        self._end(None if failed else future.result())
+
+    def _end(self, done: protocol.Done | None) -> None:
+        if self._over:
+            return
+        self._over = True
+        self._timer.cancel()
+        worker = self._worker
+        worker.end_invocation(self._invocation)
+        _count_log_bytes(self._invocation, done)
+        if done is None:
+            self._pool.release(worker, clean=False, reason="dirty" if worker.alive else (worker.death or "crash"))
+        else:
+            self._pool.release(worker, clean=done.clean, reason="dirty")
 
 
 def _count_log_bytes(invocation: Invocation, done: protocol.Done | None) -> None:
     """Handler output of one finished invocation: kept (logged) and dropped (by the engine or the runner)."""
     dropped = invocation.log_bytes_dropped + (done.log_bytes_dropped if done else 0)
-    metrics.LOG_BYTES.labels(invocation.service, "kept").inc(invocation.log_bytes)
+    if invocation.log_bytes:
+        metrics.log_bytes(invocation.service, "kept").inc(invocation.log_bytes)
     if dropped:
-        metrics.LOG_BYTES.labels(invocation.service, "dropped").inc(dropped)
+        metrics.log_bytes(invocation.service, "dropped").inc(dropped)

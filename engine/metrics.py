@@ -7,6 +7,7 @@ refusals) share the one value `(none)`. Worker exit reasons are the fixed set `E
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -73,3 +74,22 @@ def worker_exited(service: str, runtime: str, reason: str | None) -> str:
     bounded = reason if reason in EXIT_REASONS else "crash"
     WORKER_EXITS.labels(service, runtime, bounded).inc()
     return bounded
+
+
+# Labelled children looked up once per label set (label values are bounded, see above): the
+# request path then skips `labels()`'s validation and locking.
+
+
+@functools.lru_cache(maxsize=4096)
+def invocations(service: str, function: str, runtime: str, status: int) -> Counter:
+    return INVOCATIONS.labels(service, function, runtime, str(status))
+
+
+@functools.lru_cache(maxsize=1024)
+def invocation_seconds(service: str, function: str, runtime: str) -> Histogram:
+    return INVOCATION_SECONDS.labels(service, function, runtime)
+
+
+@functools.lru_cache(maxsize=256)
+def log_bytes(service: str, outcome: str) -> Counter:
+    return LOG_BYTES.labels(service, outcome)

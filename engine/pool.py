@@ -67,10 +67,13 @@ class Pool:
         self._reaper: asyncio.Task[None] | None = None
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
-        # Labelled children resolved once: the gauges are updated twice per invocation.
-        self._state_gauges = [(state, metrics.WORKERS.labels(**self._labels, state=state))
-                              for state in ("idle", "busy", "starting")]
-        self._queue_gauge = metrics.QUEUE_DEPTH.labels(**self._labels)
+        # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
+        for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
+                             ("starting", lambda: self._starting)):
+            metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
+        metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
+        self._acquire_seconds = metrics.ACQUIRE_SECONDS.labels(**self._labels)
+        self._cold_starts = metrics.COLD_STARTS.labels(**self._labels)
 
     # --- public ---------------------------------------------------------------------------
 
@@ -96,7 +99,7 @@ class Pool:
             if worker.alive:
                 worker.transition(WorkerState.BUSY)
                 self._replenish()
-                self._gauge()
+                self._acquire_seconds.observe(0.0)  # a warm worker was there: no wait worth a clock read
                 return worker, False
         if self._failures and not self._workers:
             # Nothing alive and the last start failed (daemon gone, image broken): answer now rather
@@ -109,10 +112,11 @@ class Pool:
                 f"all {self.settings.max_workers} workers of {self.name} are busy and "
                 f"{self.settings.max_queue} requests are already waiting (max_workers, max_queue)"
             )
-        waiter: asyncio.Future[Worker] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waited_from = loop.time()
+        waiter: asyncio.Future[Worker] = loop.create_future()
         self._waiters.append(waiter)
         self._replenish()
-        self._gauge()
         try:
             worker = await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
         except asyncio.TimeoutError:
@@ -127,10 +131,12 @@ class Pool:
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            self._gauge()
         worker.transition(WorkerState.BUSY)
-        self._gauge()  # after the transition, so a cold-started worker shows as busy at once
-        return worker, worker.invocations == 0  # cold: it waited for a new worker, not a busy one
+        self._acquire_seconds.observe(loop.time() - waited_from)
+        cold = worker.invocations == 0  # it waited for a new worker, not for a busy one to come back
+        if cold:
+            self._cold_starts.inc()
+        return worker, cold
 
     def release(self, worker: Worker, clean: bool, reason: str = "dirty") -> None:
         """Back to the pool if clean and alive; otherwise killed and replaced in the background."""
@@ -139,7 +145,6 @@ class Pool:
             self._offer(worker)
         else:
             self._spawn_task(self._discard(worker, reason))
-        self._gauge()
 
     def discard(self, worker: Worker, reason: str) -> None:
         self._spawn_task(self._discard(worker, reason))
@@ -159,7 +164,6 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
-        self._gauge()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -185,7 +189,6 @@ class Pool:
                 break
             self._starting += 1
             self._spawn_task(self._start_worker())
-        self._gauge()
 
     async def _start_worker(self) -> None:
         if self._failures:
@@ -225,7 +228,6 @@ class Pool:
         log.info("worker_ready", pool=self.name, worker_id=worker.id, bootstrap_ms=round(duration * 1000, 1),
                  load_errors=ready.load_errors or None)
         self._offer(worker)
-        self._gauge()
 
     def _fail_waiters_if_hopeless(self, exc: Exception) -> None:
         """With nothing alive or starting, waiters would only time out: tell them now why."""
@@ -252,7 +254,6 @@ class Pool:
         log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
         self._replenish()
-        self._gauge()
 
     async def _reap_idle(self) -> None:
         interval = max(0.5, min(30.0, self.settings.idle_timeout_s / 4))
@@ -270,12 +271,6 @@ class Pool:
         task = asyncio.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _gauge(self) -> None:
-        counts = self.counts()
-        for state, gauge in self._state_gauges:
-            gauge.set(counts[state])
-        self._queue_gauge.set(counts["queued"])
 
 
 PoolFactory = Callable[[WorkerSpec, protocol.Init], Pool]

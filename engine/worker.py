@@ -56,6 +56,11 @@ class Invocation:
     result: asyncio.Future[protocol.Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     done: asyncio.Future[protocol.Done] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
+    def expire(self) -> None:
+        """The deadline passed before `result`: the waiting request gets InvocationTimeout (→ 504)."""
+        if not self.result.done():
+            self.result.set_exception(InvocationTimeout("the function did not call back before its time limit"))
+
 
 class Worker:
     """A runner process behind a channel, with a state machine whose last state is DEAD."""
@@ -114,20 +119,15 @@ class Worker:
             await self.channel.send(frame)
         except (OSError, ConnectionError) as exc:
             raise ChannelClosed(f"could not write to the worker: {exc}") from exc
+        timer = asyncio.get_running_loop().call_at(deadline, invocation.expire)  # a plain timer: cheapest
         try:
-            async with asyncio.timeout_at(deadline):  # one timer, no extra task (hot path)
-                return await invocation.result
-        except TimeoutError:
-            raise InvocationTimeout("the function did not call back before its time limit") from None
-
-    async def finish(self, invocation: Invocation, deadline: float) -> protocol.Done | None:
-        """Wait for `done` (clean-up report) until `deadline`; None if it never came."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await invocation.done
-        except (TimeoutError, WorkerError):
-            return None
+            return await invocation.result
         finally:
+            timer.cancel()
+
+    def end_invocation(self, invocation: Invocation) -> None:
+        """`done` came (or never will): output from now on is not this invocation's."""
+        if self._current is invocation:
             self._current = None
 
     async def kill(self, reason: str) -> None:
