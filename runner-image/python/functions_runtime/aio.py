@@ -99,11 +99,6 @@ def run_awaitable(awaitable: Awaitable[Any], invocation: Invocation) -> list[str
     return reasons
 
 
-def reset_event_loop_policy() -> None:
-    """Forget any loop a handler set or created, so every invocation starts from the same asyncio state."""
-    asyncio.set_event_loop_policy(None)
-
-
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import twilio.rest
+if TYPE_CHECKING:
+    import twilio.rest
 
 BUILT_INS = ("PATH", "DOMAIN_NAME", "SERVICE_SID", "ENVIRONMENT_SID")
 
@@ -20,6 +21,8 @@ def twilio_client(env: Mapping[str, Any], caller: str, **options: Any) -> twilio
     if not account_sid or not auth_token:
         raise MissingCredentialsError(f"{caller}: ACCOUNT_SID and AUTH_TOKEN must be set in the service's .env")
     options.setdefault("environment", {})  # do not let the library read TWILIO_* from os.environ
+    import twilio.rest  # imported on first use or while idle (see preload.py): it is half the bootstrap
+
     return twilio.rest.Client(account_sid, auth_token, **options)
 
 

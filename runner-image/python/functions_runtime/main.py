@@ -15,6 +15,7 @@ from typing import Any
 from . import plumbing as plumbing_mod
 from .framing import BadFrame, decode_line
 from .plumbing import Plumbing
+from .preload import Preloader
 
 PROTOCOL_VERSION = 1
 
@@ -80,7 +81,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(128 + signal.SIGTERM))
     plumbing = plumbing_mod.install()
     runner = Runner(plumbing)
-    for line in iter(plumbing.stdin.readline, b""):
+    preloader = Preloader(plumbing.stdin.fileno())
+    while True:
+        if runner.service is not None and preloader.pending:
+            # The engine sends the next message only after `ready`/`done`, so nothing is in stdin's
+            # buffer here and polling the fd tells whether one is waiting.
+            preloader.maybe_run()
+        line = plumbing.stdin.readline()
+        if not line:
+            break
         try:
             runner.handle_line(line)
         except Exception as exc:  # a runner bug: report it and keep serving

@@ -10,11 +10,12 @@ import builtins
 import inspect
 import os
 import platform
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import aio, cleanliness
+from . import cleanliness
 from .context import Context
 from .invocation import Invocation
 from .limits import Limits
@@ -112,7 +113,7 @@ class Service:
         reasons += cleanliness.leftovers(before, p.capture.thread_idents())
         self._current = None
         invocation.close()
-        aio.reset_event_loop_policy()
+        _reset_event_loop_policy()
         p.streams.flush()
         p.streams.restore()
         if not p.capture.sync():
@@ -146,6 +147,8 @@ class Service:
                 if callable(close):
                     close()
                 return []
+            from . import aio  # asyncio is imported for async handlers only (or while idle, see preload.py)
+
             return aio.run_awaitable(returned, invocation)
         invocation.wait_answered()
         return []
@@ -160,6 +163,13 @@ class Service:
             invocation.fail(args.exc_value, context=f"uncaught exception in thread {thread}")
         else:
             self._plumbing.sink.emit("error", f"uncaught exception in thread {thread}: {args.exc_value!r}")
+
+
+def _reset_event_loop_policy() -> None:
+    """Forget any loop a handler set or created, so every invocation starts from the same asyncio state."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        asyncio.set_event_loop_policy(None)
 
 
 def _entries(init: dict[str, Any], key: str, build: Callable[[dict[str, Any]], Any]) -> list[Any]:

@@ -9,7 +9,6 @@ from typing import Any
 import twilio
 import twilio.jwt.access_token as access_token
 import twilio.jwt.access_token.grants as grants
-import twilio.rest
 from twilio.jwt.client import ClientCapabilityToken
 from twilio.request_validator import RequestValidator
 from twilio.twiml import TwiML
@@ -57,11 +56,23 @@ class _Package(SimpleNamespace):
             raise AttributeError(f"Twilio has no attribute {name!r} (no module {self._module}.{name})") from None
 
 
+#: Names of `Twilio` that need `twilio.rest`, which is imported on first use or while idle (preload.py).
+_REST_NAMES = {"rest": lambda rest: rest, "Client": lambda rest: rest.Client, "Twilio": lambda rest: rest.Client}
+
+
 class TwilioGlobal(_Package):
     """`Twilio`: callable like the JS module (`Twilio(accountSid, authToken)` → a REST client)."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> twilio.rest.Client:
-        return twilio.rest.Client(*args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.Client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        pick = _REST_NAMES.get(name)
+        if pick is None:
+            return super().__getattr__(name)
+        value = pick(importlib.import_module("twilio.rest"))
+        setattr(self, name, value)
+        return value
 
 
 def build_twilio_global() -> TwilioGlobal:
@@ -74,8 +85,7 @@ def build_twilio_global() -> TwilioGlobal:
                    ClientCapabilityToken=ClientCapabilityToken)
     jwt._module = "twilio.jwt"
     return TwilioGlobal(
-        twiml=twiml, jwt=jwt, rest=twilio.rest, Client=twilio.rest.Client, Twilio=twilio.rest.Client,
-        Response=Response, RequestValidator=RequestValidator,
+        twiml=twiml, jwt=jwt, Response=Response, RequestValidator=RequestValidator,
         validateRequest=validate_request, validate_request=validate_request,
         validateRequestWithBody=validate_request_with_body, validate_request_with_body=validate_request_with_body,
         getExpectedTwilioSignature=get_expected_twilio_signature,
