@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Callable
 
 import pytest
@@ -273,3 +274,38 @@ def test_small_frame_limit_is_respected_for_logs_and_results(make_runner: Callab
     assert "".join(outcome.messages("info")) == "\x01" * 5000
     outcome = runner.invoke("f", {"n": 5000})  # does not fit even as base64
     assert outcome.result["error"] == "response_too_large"
+
+
+def _frame_times(runner: RunnerHarness, function: str) -> dict[str, float]:
+    """When `result` and `done` of one invocation arrived, in seconds after the invoke was sent."""
+    runner.send({"type": "invoke", "id": "timed", "function": function,
+                 "event": {"request": {"headers": {}, "cookies": {}}}, "context": {"PATH": f"/{function}"}})
+    started, seen = time.monotonic(), {}
+    while "done" not in seen:
+        frame = runner.next_frame()
+        if frame["type"] in ("result", "done"):
+            seen[frame["type"]] = time.monotonic() - started
+    return seen
+
+
+def test_the_reply_is_not_held_while_code_after_the_callback_runs(make_runner: Callable[..., RunnerHarness]) -> None:
+    runner = make_runner({"functions/f.py": """
+        import time
+        def handler(context, event, callback):
+            callback(None, "ok")
+            time.sleep(1.5)
+        """})
+    seen = _frame_times(runner, "f")
+    assert seen["result"] < 1.0 <= seen["done"], seen
+
+
+def test_a_tail_callback_with_a_thread_left_running_still_answers_before_the_clean_up_wait(
+        make_runner: Callable[..., RunnerHarness]) -> None:
+    runner = make_runner({"functions/f.py": """
+        import threading, time
+        def handler(context, event, callback):
+            threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+            return callback(None, "ok")
+        """})
+    seen = _frame_times(runner, "f")
+    assert seen["done"] - seen["result"] >= 0.1, seen  # the result did not wait for the threads' grace period

@@ -23,7 +23,25 @@ class Channel:
         self._lock = threading.RLock()
         self._writing = False
         self._pending: list[bytes] = []
+        self._held: list[bytes] | None = None
         self._on_broken = on_broken or _exit_on_broken
+
+    def hold(self) -> None:
+        """Queue frames instead of writing them, until `release()` writes them all at once."""
+        with self._lock:
+            if self._held is None:
+                self._held = []
+
+    def release(self) -> None:
+        """Write the held frames in one write (a no-op when nothing is held)."""
+        with self._lock:
+            held, self._held = self._held, None
+            if held:
+                self.send_bytes(b"".join(held))
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
 
     def send(self, message: dict[str, Any]) -> None:
         """Encode and write one message; raises FrameTooLarge without writing anything."""
@@ -32,6 +50,9 @@ class Channel:
     def send_bytes(self, data: bytes) -> None:
         """Write one already-encoded frame (or several whole frames)."""
         with self._lock:
+            if self._held is not None:
+                self._held.append(data)
+                return
             if self._writing:
                 self._pending.append(data)
                 return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: How long threads started by the invocation get to finish after the answer.
@@ -42,13 +43,18 @@ def take_snapshot(previous: Snapshot | None = None) -> Snapshot:
     return Snapshot(threads, _native_thread_count(), frozenset(_child_pids()))
 
 
-def leftovers(before: Snapshot, runner_threads: set[int]) -> list[str]:
-    """Reasons the worker is not clean (empty when nothing the invocation started is still alive)."""
+def leftovers(before: Snapshot, runner_threads: set[int], before_waiting: Callable[[], None] = lambda: None) -> list[str]:
+    """Reasons the worker is not clean (empty when nothing the invocation started is still alive).
+
+    `before_waiting` is called before anything that can take time (joining threads, scanning /proc).
+    """
     reasons: list[str] = []
     deadline = time.monotonic() + THREAD_GRACE_S
     current = threading.current_thread()
     new = [t for t in threading.enumerate()
            if t.ident not in before.threads and t.ident not in runner_threads and t is not current]
+    if new:
+        before_waiting()
     for thread in new:
         if isinstance(thread, threading.Timer):
             thread.cancel()
@@ -64,22 +70,24 @@ def leftovers(before: Snapshot, runner_threads: set[int]) -> list[str]:
     if alive:
         reasons.append("threads still running: " + ", ".join(t.name for t in alive))
     elif before.native_threads is not None:
-        extra = _settled_native_excess(before.native_threads, deadline + 0.1)
+        extra = _settled_native_excess(before.native_threads, deadline + 0.1, before_waiting)
         if extra > 0:
             reasons.append(f"native threads still running: {extra} more than before the invocation")
     if _has_children() or before.children:
+        before_waiting()
         children = sorted(set(_child_pids()) - before.children)
         if children:
             reasons.append("child processes still running: " + ", ".join(_describe_pid(pid) for pid in children))
     return reasons
 
 
-def _settled_native_excess(baseline: int, deadline: float) -> int:
+def _settled_native_excess(baseline: int, deadline: float, before_waiting: Callable[[], None]) -> int:
     """Threads just joined may take a moment to leave /proc; poll until the deadline."""
     while True:
         count = _native_thread_count()
         if count is None or count <= baseline or time.monotonic() >= deadline:
             return 0 if count is None else count - baseline
+        before_waiting()
         time.sleep(0.01)
 
 

@@ -8,7 +8,9 @@ only waits for `answered`.
 
 from __future__ import annotations
 
+import sys
 import threading
+from types import CodeType
 from typing import Any, Callable
 
 from .channel import Channel
@@ -17,6 +19,7 @@ from .limits import Limits
 from .loader import LoadError
 from .logsink import LogSink
 from .reply import build_reply, error_json, exception_reply
+from .tailcall import returns_after_current_call
 from .tracebacks import format_exception
 
 Callback = Callable[..., None]
@@ -36,6 +39,8 @@ class Invocation:
         self._closed = False
         self.answered = threading.Event()  # set once the `result` frame is written
         self._wake: Callable[[], None] | None = None
+        # Set by the runner while it calls a synchronous handler on the main thread (see tailcall.py).
+        self.handler_code: CodeType | None = None
         self.callback: Callback = self._make_callback()
 
     def _make_callback(self) -> Callback:
@@ -48,6 +53,11 @@ class Invocation:
     # --- answering ------------------------------------------------------------------------
 
     def on_callback(self, error: Any, response: Any) -> None:
+        handler_code = self.handler_code
+        if handler_code is not None and self._called_last_by(handler_code) and not self._claimed:
+            # Nothing of the handler runs after this call: `result` can wait the microseconds until it
+            # returns and go out in one write with `done` (the runner releases the hold either way).
+            self._channel.hold()
         if not self._claim():
             if not self._closed:
                 self._sink.emit("warn", "callback() was called again; only the first call counts, this one is ignored")
@@ -60,6 +70,16 @@ class Invocation:
             self._sink.emit("error", format_exception(exc))
             reply = exception_reply(exc, self._dev_mode, prefix="cannot serialise the callback response: ")
         self._send(reply)
+
+    @staticmethod
+    def _called_last_by(handler_code: CodeType) -> bool:
+        """The callback was called directly by the handler, as the last thing it does (frames: this,
+        on_callback, the callback closure, the handler)."""
+        try:
+            frame = sys._getframe(3)  # noqa: SLF001
+        except ValueError:
+            return False
+        return frame.f_code is handler_code and returns_after_current_call(frame)
 
     def fail(self, exc: BaseException, context: str = "") -> None:
         """An uncaught error: 500 if nothing answered yet; always logged with its traceback."""

@@ -107,21 +107,28 @@ class Service:
         self._current = invocation
         reasons: list[str] = []
         try:
-            reasons += self._run(invocation, message)
-        except BaseException as exc:  # a runner bug must still answer
-            invocation.fail(exc, context="runner")
-        reasons += cleanliness.leftovers(before, p.capture.thread_idents())
-        self._current = None
-        invocation.close()
-        _reset_event_loop_policy()
-        p.streams.flush()
-        p.streams.restore()
-        if not p.capture.sync():
-            reasons.append("captured output did not drain")
-        self._clean_snapshot = None if reasons else before
-        done = lambda dropped: {"type": "done", "id": inv_id, "clean": not reasons,  # noqa: E731
-                                "reason": "; ".join(reasons) or None, "log_bytes_dropped": dropped}
-        p.sink.end_invocation(done, mute=bool(reasons))
+            try:
+                reasons += self._run(invocation, message)
+            except BaseException as exc:  # a runner bug must still answer
+                p.channel.release()
+                invocation.fail(exc, context="runner")
+            # A held `result` waits only while the checks are instant; anything slower sends it first.
+            reasons += cleanliness.leftovers(before, p.capture.thread_idents(), before_waiting=p.channel.release)
+            self._current = None
+            invocation.close()
+            _reset_event_loop_policy()
+            p.streams.flush()
+            p.streams.restore()
+            if not p.capture.quiet():
+                p.channel.release()
+                if not p.capture.sync():
+                    reasons.append("captured output did not drain")
+            self._clean_snapshot = None if reasons else before
+            done = lambda dropped: {"type": "done", "id": inv_id, "clean": not reasons,  # noqa: E731
+                                    "reason": "; ".join(reasons) or None, "log_bytes_dropped": dropped}
+            p.sink.end_invocation(done, mute=bool(reasons))
+        finally:
+            p.channel.release()  # `result` (if held), late output and `done`: one write
 
     def _run(self, invocation: Invocation, message: dict[str, Any]) -> list[str]:
         name = message.get("function")
@@ -136,11 +143,15 @@ class Service:
         event = event if isinstance(event, dict) else {}
         built_ins = message.get("context")
         context = Context(built_ins if isinstance(built_ins, dict) else {}, self.env)
+        invocation.handler_code = getattr(function.handler, "__code__", None)
         try:
             returned = function.handler(context, event, invocation.callback)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are handler errors too
+            self._plumbing.channel.release()
             invocation.fail(exc)
             return []
+        finally:
+            invocation.handler_code = None
         if inspect.isawaitable(returned):
             if invocation.claimed:  # answered before any await: the coroutine must never run
                 close = getattr(returned, "close", None)
