@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--sweep", action="store_true",
                         help="instead of the table: measure the engine's warm-row settings (workers, log level)")
+    parser.add_argument("--steady", action="store_true",
+                        help="instead of the table: cold starts under 20 req/s with bursts, engine pool defaults "
+                             "(rows runc-python [default], runsc-python, process-python; 60 s per case, 20 s with "
+                             "--quick); see bench/steady.py")
     return parser
 
 
@@ -49,7 +53,10 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steady:
+        return _steady(parser, args)
     plan = make_plan(args)
     signal.signal(signal.SIGTERM, _terminate)
     tools.require("wrk", "docker", "node")
@@ -98,6 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = report.write(RESULTS, stem, plan, about, results, verdicts, extra, header)
     print(f"\nwritten: {json_path.relative_to(RESULTS.parent.parent)}, {md_path.relative_to(RESULTS.parent.parent)}")
     return 0
+
+
+def _steady(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`--steady`: the engine's own pool settings are the point, so the warm-row options do not apply."""
+    from bench import steady
+
+    clashing = [flag for flag, value in (("--sweep", args.sweep), ("--workers", args.workers),
+                                         ("--log-level", args.log_level), ("--profile", args.profile)) if value]
+    if clashing:
+        parser.error(f"--steady runs the engine with its default settings; drop {', '.join(clashing)}")
+    rows = tuple(k.strip() for k in args.rows.split(",") if k.strip()) if args.rows else None
+    signal.signal(signal.SIGTERM, _terminate)
+    if any(ROWS_BY_KEY.get(k) is not None and ROWS_BY_KEY[k].docker for k in rows or steady.DEFAULT_ROWS):
+        tools.require("docker")
+    return steady.run(rows, args.quick)
 
 
 if __name__ == "__main__":
