@@ -370,14 +370,17 @@ async def test_cancelled_spawn_leaves_no_container(runc_backend: DockerBackend, 
 
 @pytest.mark.docker
 async def test_orphans_are_reaped_at_start(echo_image: str, client: docker.DockerClient, docker_available: None) -> None:
-    """start() removes managed containers of dead engine processes (and of its own engine id), not of live ones."""
+    """start() removes managed containers of dead engine processes (and of its own engine id), not of live
+    ones, nor containers that merely inherit the managed label from an engine image."""
     me = docker_mod._owner_token()
     host, boot, _pid, _ticks = me.split("/")
     engine_id = f"test-{uuid.uuid4().hex[:8]}"
     made = []
 
-    def orphan(owner: str, engine: str) -> str:
-        labels = {images.MANAGED_LABEL: "true", docker_mod.ENGINE_LABEL: engine, docker_mod.OWNER_LABEL: owner}
+    def orphan(owner: str | None, engine: str | None) -> str:
+        labels = {images.MANAGED_LABEL: "true"}
+        if engine is not None and owner is not None:
+            labels |= {docker_mod.ENGINE_LABEL: engine, docker_mod.OWNER_LABEL: owner}
         container = client.api.create_container(echo_image, labels=labels, host_config=client.api.create_host_config(network_mode="none"))
         made.append(container["Id"])
         return container["Id"]
@@ -385,12 +388,15 @@ async def test_orphans_are_reaped_at_start(echo_image: str, client: docker.Docke
     dead = orphan(f"{host}/{boot}/{2**22 + 11}/1", "old-engine")
     same_id = orphan(me, engine_id)
     live = orphan(me, f"live-{uuid.uuid4().hex[:8]}")  # another engine in this very process: alive
+    # `docker run` of an engine image: it inherits the image's managed label but names no engine.
+    users_own = orphan(None, None)
     backend = DockerBackend("runc", engine_id)
     try:
         await backend.start()
         assert not container_exists(client, dead)
         assert not container_exists(client, same_id)
         assert container_exists(client, live)
+        assert container_exists(client, users_own)
     finally:
         await backend.close()
         for container_id in made:

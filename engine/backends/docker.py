@@ -565,7 +565,10 @@ class DockerBackend(Backend):
         engine with the same id); later they are this engine's workers, some still being created.
         """
         removed = []
-        for summary in self._api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+        # Engine labels on an image are inherited by every container run from it (a user's or a
+        # benchmark's `docker run`); only containers that also name an engine are an engine's workers.
+        workers = {"label": [f"{MANAGED_LABEL}=true", ENGINE_LABEL]}
+        for summary in self._api.containers(all=True, filters=workers):
             labels = summary.get("Labels") or {}
             mine = labels.get(ENGINE_LABEL) == self.engine_id
             if mine and not at_start:
