@@ -128,6 +128,19 @@ exports.handler = (context, event, callback) => {
     }
 
 
+def test_a_proto_key_in_env_is_a_plain_context_value(node_runner) -> None:
+    """A `.env` key named `__proto__` is an own value of context, never its prototype."""
+    runner = node_runner({"functions/proto.js": """
+exports.handler = (context, event, callback) => {
+  const own = Object.getOwnPropertyDescriptor(context, '__proto__');
+  callback(null, {value: own && own.value, plain: Object.getPrototypeOf(context) === Object.prototype,
+    path: context.PATH});
+};
+"""}, env={"__proto__": "from-env"})
+    for _ in range(2):
+        assert runner.invoke("proto").json() == {"value": "from-env", "plain": True, "path": "/proto"}
+
+
 def test_env_is_not_in_the_process_environment(node_runner) -> None:
     runner = node_runner({"functions/env.js": "exports.handler = (c, e, cb) => cb(null, process.env.AUTH_TOKEN || 'absent');\n"},
                          env={"AUTH_TOKEN": "tok"})
@@ -252,3 +265,25 @@ def test_an_invoke_sent_before_done_waits_its_turn(node_runner) -> None:
         if frame["type"] in ("result", "done"):
             order.append((frame["type"], frame["id"]))
     assert order == [("result", "first"), ("done", "first"), ("result", "second"), ("done", "second")]
+
+
+def test_a_burst_of_queued_invokes_is_answered_in_order(node_runner) -> None:
+    """Quick invocations finish inside their own run: the queue behind a slow one drains in a loop, not deeper and deeper."""
+    runner = node_runner({
+        "functions/slow.js": "exports.handler = (c, e, cb) => setTimeout(() => cb(null, 'slow'), 50);\n",
+        "functions/quick.js": "exports.handler = (c, e, cb) => cb(null, e.n);\n",
+    })
+    count = 3000
+    burst = [{"type": "invoke", "id": "slow", "function": "slow", "event": {}, "context": {}}]
+    burst += [{"type": "invoke", "id": f"q{n}", "function": "quick", "event": {"n": str(n)}, "context": {}} for n in range(count)]
+    runner.send_raw(b"".join(json.dumps(m).encode() + b"\n" for m in burst))
+    results, dones = [], []
+    while len(dones) < count + 1:
+        frame = runner.next_frame()
+        if frame["type"] == "result":
+            results.append((frame["id"], frame["body"]))
+        elif frame["type"] == "done":
+            assert frame["clean"] is True and frame["id"] == results[-1][0], frame
+            dones.append(frame["id"])
+    assert results == [("slow", "slow")] + [(f"q{n}", str(n)) for n in range(count)]
+    assert runner.proc.poll() is None

@@ -77,6 +77,15 @@ function defineStdio(name, value) {
   Object.defineProperty(process, name, { configurable: true, enumerable: false, get: () => value });
 }
 
+/** Bytes read from a non-blocking descriptor into buf; 0 when nothing is waiting (EAGAIN) or at its end. */
+function readWaiting(fd, buf) {
+  try {
+    return fs.readSync(fd, buf, 0, buf.length, null);
+  } catch {
+    return 0;
+  }
+}
+
 /** Route every output channel of handler code into the sink. Returns `{drain}` for raw fd 1. */
 function installCapture(sink, rawStdoutFd) {
   const info = sink.lineBuffer('info');
@@ -105,15 +114,17 @@ function installCapture(sink, rawStdoutFd) {
   return {
     /** Read whatever is waiting behind fd 1 now, so it is logged before the next frame. */
     drain() {
-      for (;;) {
-        let n;
-        try {
-          n = fs.readSync(rawStdoutFd, scratch, 0, scratch.length, null);
-        } catch {
-          return; // EAGAIN: nothing more waiting
+      // Usually nothing is waiting and the read fails with EAGAIN: no stack for that error.
+      const stackTraceLimit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try {
+        for (;;) {
+          const n = readWaiting(rawStdoutFd, scratch);
+          if (n <= 0) return;
+          raw.write(Buffer.from(scratch.subarray(0, n)));
         }
-        if (n <= 0) return;
-        raw.write(Buffer.from(scratch.subarray(0, n)));
+      } finally {
+        Error.stackTraceLimit = stackTraceLimit;
       }
     },
   };

@@ -6,6 +6,8 @@
  * tested on its own.
  */
 
+const { isUtf8 } = require('buffer');
+
 /** Longest log message the runner sends; longer lines are chopped so no frame gets huge. */
 const LOG_CHUNK_BYTES = 16 * 1024;
 
@@ -44,8 +46,8 @@ function encodeFrame(message, maxBytes) {
 function decodeLine(line) {
   let message;
   try {
-    const text = typeof line === 'string' ? line : new TextDecoder('utf-8', { fatal: true }).decode(line);
-    message = JSON.parse(text);
+    if (typeof line !== 'string' && !isUtf8(line)) throw new TypeError('the line is not valid UTF-8');
+    message = JSON.parse(typeof line === 'string' ? line : line.toString('utf8'));
   } catch (err) {
     throw new BadFrame(`not a JSON line: ${err.message}`);
   }
@@ -97,6 +99,11 @@ class Reply {
   bodyBytes() {
     return Buffer.isBuffer(this.body) ? this.body : Buffer.from(this.body, 'utf8');
   }
+
+  /** Length of bodyBytes(), without encoding a text body (a lone surrogate counts as U+FFFD). */
+  bodySize() {
+    return Buffer.isBuffer(this.body) ? this.body.length : Buffer.byteLength(this.body, 'utf8');
+  }
 }
 
 /** The `result` for an oversized reply: no headers, empty body, the size that did not fit. */
@@ -107,6 +114,11 @@ function tooLargeMessage(id, size) {
   };
 }
 
+/** A `result` message (a literal, not a spread of a shared base: that costs more than the JSON). */
+function resultMessage(id, status, headers, body, bodyEncoding) {
+  return { type: 'result', id, status, headers, error: null, body, body_encoding: bodyEncoding };
+}
+
 /**
  * The `result` line for a reply.
  *
@@ -115,25 +127,26 @@ function tooLargeMessage(id, size) {
  * reply is reported as too large too, with the size that did not fit.
  */
 function resultFrame(id, reply, maxResponseBytes, maxFrameBytes) {
-  const raw = reply.bodyBytes();
-  if (raw.length > maxResponseBytes) {
-    return encodeFrame(tooLargeMessage(id, raw.length), maxFrameBytes);
+  const size = reply.bodySize();
+  if (size > maxResponseBytes) {
+    return encodeFrame(tooLargeMessage(id, size), maxFrameBytes);
   }
   const headers = reply.headers.map(([name, value]) => [wellFormed(name), wellFormed(value)]);
-  const base = { type: 'result', id, status: reply.status, headers, error: null };
   if (!Buffer.isBuffer(reply.body)) {
     try {
-      return encodeFrame({ ...base, body: raw.toString('utf8'), body_encoding: 'utf-8' }, maxFrameBytes);
+      // the text exactly as its UTF-8 bytes decode, without the round trip through a Buffer
+      return encodeFrame(resultMessage(id, reply.status, headers, wellFormed(reply.body), 'utf-8'), maxFrameBytes);
     } catch (err) {
       if (!(err instanceof FrameTooLarge)) throw err;
     }
   }
   try {
-    return encodeFrame({ ...base, body: raw.toString('base64'), body_encoding: 'base64' }, maxFrameBytes);
+    const body = reply.bodyBytes().toString('base64');
+    return encodeFrame(resultMessage(id, reply.status, headers, body, 'base64'), maxFrameBytes);
   } catch (err) {
     if (!(err instanceof FrameTooLarge)) throw err;
     const headerBytes = headers.reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
-    return encodeFrame(tooLargeMessage(id, raw.length + headerBytes), maxFrameBytes);
+    return encodeFrame(tooLargeMessage(id, size + headerBytes), maxFrameBytes);
   }
 }
 

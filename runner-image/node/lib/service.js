@@ -8,7 +8,7 @@
 
 const path = require('path');
 
-const { installGlobals } = require('./globals');
+const { installGlobals, twilioClient } = require('./globals');
 const { Invocation } = require('./invocation');
 const { limitsFromInit } = require('./limits');
 const { addFallbackModulePath, loadFunction } = require('./loader');
@@ -84,6 +84,8 @@ class Service {
     setTwiMLClass(TwiML);
     addFallbackModulePath(RUNNER_NODE_MODULES);
     installGlobals({ twilio, projectRoot: this.projectRoot, functions, assets, env: this.env });
+    // One helper for every invocation's context (it depends on nothing of the invocation).
+    this.getTwilioClient = (options) => twilioClient(twilio, this.env, 'context.getTwilioClient()', options);
 
     this.tracker = new Tracker({ onLateTaint: (work, reason) => this.onLateTaint(work, reason) });
     this.tracker.install();
@@ -93,6 +95,7 @@ class Service {
 
     this.current = null;
     this.queue = [];
+    this.looping = false;
     this.functions = new Map();
     this.loadErrors = {};
     for (const fn of functions) {
@@ -115,11 +118,22 @@ class Service {
       this.sink.emit('error', 'runner: ignoring an `invoke` without a string `id`');
       return;
     }
-    if (this.current !== null) {
-      this.queue.push(message);
-      return;
+    this.queue.push(message);
+    this.runQueued();
+  }
+
+  /**
+   * Start queued invocations while none is in flight. A loop, not recursion: an invocation that
+   * finishes during its own run() (a quiet one) must not start the next one deeper in the stack.
+   */
+  runQueued() {
+    if (this.looping) return;
+    this.looping = true;
+    try {
+      while (this.current === null && this.queue.length) this.start(this.queue.shift());
+    } finally {
+      this.looping = false;
     }
-    this.start(message);
   }
 
   start(message) {
@@ -131,7 +145,7 @@ class Service {
 
   finished(invocation) {
     if (this.current === invocation) this.current = null;
-    if (this.current === null && this.queue.length) this.start(this.queue.shift());
+    this.runQueued();
   }
 
   /** An uncaught error: the invocation in flight fails with it, else it is logged. */

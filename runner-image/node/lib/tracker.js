@@ -6,7 +6,7 @@
  * to everything created from there (timers, sockets, requests, promise reactions, and what *they*
  * create), so an async_hooks `init` hook that reads the store knows the owner of every new
  * resource. Runner code that schedules work while a handler is on the stack does it inside
- * `als.exit()`, so it never belongs to an invocation.
+ * `als.run(undefined)` (tracker.outside), so it never belongs to an invocation.
  *
  * STOPPING ("sweep"), synchronously when the callback is first called, again on the next tick
  * (after the handler's own synchronous code), on the next turn and right before `done`:
@@ -17,7 +17,8 @@
  *   handles                   the JS owner (socket, server, child process, watcher, worker, zlib
  *                             stream, message port) loses every listener (an http.Agent is told
  *                             to drop the socket first), gets a no-op 'error' listener, then is
- *                             destroyed / closed / SIGKILLed / terminated
+ *                             destroyed / closed / SIGKILLed / terminated; node's handling of
+ *                             a later exit (child process, worker) runs as runner code
  *   promise reactions         `then` / `catch` / `finally` callbacks registered by the invocation
  *                             are guarded: once the callback was called they do not run and their
  *                             promise never settles, so the rest of the chain never runs either
@@ -106,8 +107,19 @@ class Work {
     this.over = false; // the callback was called: nothing of ours may run any more
     this.closed = false; // `done` was sent: stop tracking
     this.live = new Map(); // asyncId -> {type, kind, resource}, non-promise resources to stop
-    this.stopped = new WeakSet(); // resources we neutralised (their callbacks are no-ops)
+    this.stopped = null; // WeakSet of resources we neutralised (their callbacks are no-ops), made on first use
     this.taints = [];
+    this.resources = 0; // async resources (not promises) it ever created, of any type
+    this.pendingPromises = 0; // its promises not yet settled
+  }
+
+  markStopped(resource) {
+    if (this.stopped === null) this.stopped = new WeakSet();
+    this.stopped.add(resource);
+  }
+
+  isStopped(resource) {
+    return this.stopped !== null && this.stopped.has(resource);
   }
 }
 
@@ -153,7 +165,7 @@ class Tracker {
         }
       },
       promiseResolve: (asyncId) => {
-        this.pending.delete(asyncId);
+        this.forget(asyncId);
       },
     });
     this.hook.enable();
@@ -164,9 +176,30 @@ class Tracker {
     return als.run(work, fn);
   }
 
-  /** Run fn as runner code, even when called from inside a handler (callback, console). */
+  /**
+   * Run fn as runner code, even when called from inside a handler (callback, console).
+   * `als.run(undefined)`, not `als.exit()`: exit disables the storage and enables it again, which
+   * re-installs V8's promise hooks twice on every call.
+   */
   outside(fn) {
-    return als.exit(fn);
+    return als.run(undefined, fn);
+  }
+
+  /**
+   * Nothing of the invocation can run any more, without waiting for the event loop: it never created
+   * an async resource, none of its promises is pending, and none of its code ran after the callback.
+   * The verdict is then clean whenever it is taken.
+   */
+  quiet(work) {
+    return work.resources === 0 && work.pendingPromises === 0 && work.taints.length === 0;
+  }
+
+  /** A promise settled (or was collected): it no longer counts as pending. */
+  forget(asyncId) {
+    const entry = this.pending.get(asyncId);
+    if (entry === undefined) return;
+    this.pending.delete(asyncId);
+    entry[0].pendingPromises -= 1;
   }
 
   onInit(asyncId, type, resource) {
@@ -174,8 +207,10 @@ class Tracker {
     if (!(work instanceof Work) || work.closed) return;
     if (type === 'PROMISE') {
       this.pending.set(asyncId, [work, new WeakRef(resource)]);
+      work.pendingPromises += 1;
       return;
     }
+    work.resources += 1;
     const kind = kindOf(type);
     if (kind === 0) return;
     work.live.set(asyncId, { type, kind, resource });
@@ -186,7 +221,7 @@ class Tracker {
     const work = als.getStore();
     if (!(work instanceof Work) || !work.over) return;
     const resource = executionAsyncResource();
-    if (work.stopped.has(resource) || this.guarded.has(resource)) return;
+    if (work.isStopped(resource) || this.guarded.has(resource)) return;
     // node's internal promises (primordials' SafePromise) are not `instanceof Promise`
     const what = resource instanceof Promise || typeof resource.then === 'function'
       ? 'an `await` (or other promise continuation) resumed'
@@ -215,7 +250,8 @@ class Tracker {
 
   /** Stop every live resource of the invocation (idempotent; runs as runner code). */
   sweep(work) {
-    als.exit(() => {
+    if (work.live.size === 0) return;
+    this.outside(() => {
       for (const [asyncId, entry] of work.live) {
         try {
           stop(work, entry);
@@ -240,14 +276,16 @@ class Tracker {
       reasons.push(`${inFlight.length} un-cancellable operation(s) still in flight (${types}: fs.promises)`);
     }
     const refs = [];
-    for (const [asyncId, [owner, ref]] of this.pending) {
-      if (owner === work) refs.push([asyncId, ref]);
+    if (work.pendingPromises > 0) {
+      for (const [asyncId, [owner, ref]] of this.pending) {
+        if (owner === work) refs.push([asyncId, ref]);
+      }
     }
     if (refs.length) {
       if (collectGarbage !== null) collectGarbage();
       let alive = 0;
       for (const [asyncId, ref] of refs) {
-        if (ref.deref() === undefined) this.pending.delete(asyncId);
+        if (ref.deref() === undefined) this.forget(asyncId);
         else alive += 1;
       }
       if (alive) {
@@ -261,8 +299,9 @@ class Tracker {
   close(work) {
     work.closed = true;
     work.live.clear();
+    if (work.pendingPromises === 0) return;
     for (const [asyncId, [owner]] of this.pending) {
-      if (owner === work) this.pending.delete(asyncId);
+      if (owner === work) this.forget(asyncId);
     }
   }
 }
@@ -288,7 +327,7 @@ function neutraliseAtBirth(work, kind, resource) {
   } else {
     return; // requests and handles get their callbacks after `init`: the next sweep stops them
   }
-  work.stopped.add(resource);
+  work.markStopped(resource);
 }
 
 function stop(work, { kind, resource }) {
@@ -316,7 +355,7 @@ function stop(work, { kind, resource }) {
     default:
       return;
   }
-  work.stopped.add(resource);
+  work.markStopped(resource);
 }
 
 let ownerSymbol = null;
@@ -330,13 +369,28 @@ function ownerOf(resource) {
   return owner !== null && typeof owner === 'object' && owner !== process ? owner : undefined;
 }
 
+/**
+ * A handle that reports its end later (a child process's or worker's `onexit`): node's own
+ * bookkeeping then (closing the handle, a `flushStdio` tick, 'exit' on the silenced owner) runs as
+ * runner code. Otherwise an exit reaped after `done` schedules work of the finished invocation
+ * that nothing neutralises any more, which reads as the invocation's code running late.
+ */
+function exitAsRunnerCode(resource) {
+  const onexit = resource.onexit;
+  if (typeof onexit !== 'function') return;
+  resource.onexit = function runnerOnExit(...args) {
+    return als.run(undefined, () => Reflect.apply(onexit, this, args));
+  };
+}
+
 function closeHandle(resource) {
   const owner = ownerOf(resource);
   const isProcess = resource.constructor && resource.constructor.name === 'Process';
+  exitAsRunnerCode(resource);
   if (owner !== undefined) {
     silence(owner);
     if (isProcess) {
-      owner.kill('SIGKILL'); // its exit is reaped by the handle, whose callback is internal only
+      owner.kill('SIGKILL'); // its exit is reaped by the handle, whose callback is runner code now
     } else if (typeof owner.terminate === 'function') {
       owner.terminate();
     } else if (typeof owner.destroy === 'function') {
