@@ -16,6 +16,11 @@ const { setupProtocolFds } = require('./lib/stdio');
 
 const fds = setupProtocolFds();
 
+// A knob of the runner, not of the handlers: read, then removed from their environment.
+const { idleMsFrom } = require('./lib/preload');
+const preloadIdleMs = idleMsFrom(process.env.RUNNER_PRELOAD_IDLE_MS);
+delete process.env.RUNNER_PRELOAD_IDLE_MS;
+
 const processGuard = require('./lib/process_guard');
 const { installCapture } = require('./lib/capture');
 const { Channel } = require('./lib/channel');
@@ -27,4 +32,4 @@ const sink = new LogSink(channel);
 const capture = installCapture(sink, fds.rawStdoutFd);
 processGuard.install();
 
-serve({ channel, sink, capture, notes: fds.notes }, fds.inFd);
+serve({ channel, sink, capture, notes: fds.notes, preloadIdleMs }, fds.inFd);

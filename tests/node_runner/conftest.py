@@ -112,12 +112,13 @@ class Outcome:
 class NodeRunner:
     """One runner process fed over pipes."""
 
-    def __init__(self, node: str, root: Path, init: dict[str, Any]) -> None:
+    def __init__(self, node: str, root: Path, init: dict[str, Any], process_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.init_message = init
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "NODE_", "RUNNER_"))}
         self.proc = subprocess.Popen(
             [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=root, env={k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "NODE_"))},
+            cwd=root, env={**env, **(process_env or {})},
         )
         self.frames: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.history: list[dict[str, Any]] = []
@@ -229,11 +230,15 @@ RunnerFactory = Callable[..., NodeRunner]
 
 @pytest.fixture
 def node_runner(node_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerFactory]:
-    """Factory: `node_runner({"functions/x.js": "..."}, env=..., limits=..., dev_mode=...)` → a ready runner."""
+    """Factory: `node_runner({"functions/x.js": "..."}, env=..., limits=..., dev_mode=...)` → a ready runner.
+
+    `process_env` adds variables to the runner process's own environment (RUNNER_PRELOAD_IDLE_MS).
+    """
     started: list[NodeRunner] = []
 
     def start(files: dict[str, str | bytes], *, env: dict[str, str] | None = None, limits: dict[str, int] | None = None,
-              dev_mode: bool = False, expect_ready: bool = True, init: dict[str, Any] | None = None) -> NodeRunner:
+              dev_mode: bool = False, expect_ready: bool = True, init: dict[str, Any] | None = None,
+              process_env: dict[str, str] | None = None) -> NodeRunner:
         root = tmp_path_factory.mktemp("project")
         for rel, content in files.items():
             path = root / rel
@@ -248,7 +253,7 @@ def node_runner(node_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "limits": {**DEFAULT_LIMITS, **(limits or {})}, "dev_mode": dev_mode,
         }
         message.update(init or {})
-        runner = NodeRunner(node_bin, root, message)
+        runner = NodeRunner(node_bin, root, message, process_env)
         started.append(runner)
         if expect_ready:
             frame, before = runner.start()

@@ -66,6 +66,7 @@ class Runner {
     this.p.sink.flushStreams();
     this.service = service;
     this.p.channel.send(service.readyMessage());
+    service.preloader.start();
   }
 
   /** A runner bug: report it and keep serving. */

@@ -15,16 +15,35 @@ const XML = 'text/xml; charset=utf-8';
 const BINARY = 'application/octet-stream';
 
 let TwiML = null;
+let twimlFile = null;
 
 /** Tell the table which class TwiML objects (Messaging/Voice/Fax responses) derive from. */
 function setTwiMLClass(cls) {
   TwiML = cls;
 }
 
+/**
+ * The same, by the module that defines the class (twilio/lib/twiml/TwiML.js), taken once something
+ * loaded it: until then no object can be an instance of it.
+ */
+function setTwiMLModule(file) {
+  TwiML = null;
+  twimlFile = file;
+}
+
+function twimlClass() {
+  if (TwiML === null && twimlFile !== null) {
+    const mod = require.cache[twimlFile];
+    if (mod && mod.loaded) TwiML = mod.exports && mod.exports.default ? mod.exports.default : mod.exports;
+  }
+  return TwiML;
+}
+
 /** A TwiML document: an instance of the runner's twilio TwiML class, or of a project-pinned copy. */
 function isTwiML(value) {
   if (value === null || typeof value !== 'object') return false;
-  if (TwiML !== null && value instanceof TwiML) return true;
+  const cls = twimlClass();
+  if (typeof cls === 'function' && value instanceof cls) return true;
   return value._propertyName === 'response' && typeof value.response === 'object' && typeof value.toString === 'function'
     && /^(Messaging|Voice|Fax)Response$/.test(value.constructor && value.constructor.name);
 }
@@ -139,5 +158,5 @@ function buildReply(error, response, devMode) {
 
 module.exports = {
   TEXT, JSON_TYPE, XML, BINARY,
-  setTwiMLClass, isTwiML, isError, buildReply, errorReply, runnerErrorReply, errorValueReply, successReply,
+  setTwiMLClass, setTwiMLModule, isTwiML, isError, buildReply, errorReply, runnerErrorReply, errorValueReply, successReply,
 };

@@ -2,8 +2,10 @@
 /**
  * One loaded service: built from `init`, it runs invocations one at a time.
  *
- * The `twilio` package is required here, once `init` arrived, so a missing package is answered
- * with `init_error` instead of killing the runner.
+ * The `twilio` package is found here, once `init` arrived, so a missing package is answered with
+ * `init_error` instead of killing the runner. It is not loaded: `Twilio` (and `require('twilio')`)
+ * is a facade that loads each part on first use (lib/twilio_lazy.js), and the worker loads the rest
+ * while idle after `ready` (lib/preload.js).
  */
 
 const path = require('path');
@@ -12,7 +14,9 @@ const { installGlobals, twilioClient } = require('./globals');
 const { Invocation } = require('./invocation');
 const { limitsFromInit } = require('./limits');
 const { addFallbackModulePath, loadFunction } = require('./loader');
-const { setTwiMLClass } = require('./reply');
+const { setTwiMLModule } = require('./reply');
+const { Preloader } = require('./preload');
+const lazyTwilio = require('./twilio_lazy');
 const { Tracker } = require('./tracker');
 const { keepListener, realExit } = require('./process_guard');
 
@@ -35,22 +39,17 @@ function entries(init, key, required) {
   return list;
 }
 
-function loadTwilio() {
+/** The lazy `twilio` export (lib/twilio_lazy.js) and the package's index.js; InitError when missing. */
+function loadTwilio(outside) {
+  let indexFile;
   try {
-    // eslint-disable-next-line global-require
-    const twilio = require('twilio');
-    let TwiML = null;
-    try {
-      // eslint-disable-next-line global-require
-      const mod = require('twilio/lib/twiml/TwiML');
-      TwiML = mod && mod.default ? mod.default : mod;
-    } catch {
-      TwiML = Object.getPrototypeOf(twilio.twiml.MessagingResponse);
-    }
-    return { twilio, TwiML };
+    indexFile = lazyTwilio.resolveTwilioIndex();
   } catch (err) {
     throw new InitError(`cannot load the npm \`twilio\` package from ${RUNNER_NODE_MODULES}: ${err.message.split('\n', 1)[0]}`);
   }
+  const twilio = lazyTwilio.makeLazyTwilio(indexFile, outside);
+  lazyTwilio.install(twilio, indexFile);
+  return { twilio, indexFile };
 }
 
 class Service {
@@ -79,9 +78,11 @@ class Service {
     channel.maxFrameBytes = this.limits.max_frame_bytes;
     sink.configure(this.limits);
 
-    const { twilio, TwiML } = loadTwilio();
+    // Lazy loads run as runner code: a module first needed by a handler does not belong to it.
+    const outside = (fn) => (this.tracker ? this.tracker.outside(fn) : fn());
+    const { twilio, indexFile } = loadTwilio(outside);
     this.twilio = twilio;
-    setTwiMLClass(TwiML);
+    setTwiMLModule(path.join(path.dirname(indexFile), 'twiml', 'TwiML.js'));
     addFallbackModulePath(RUNNER_NODE_MODULES);
     installGlobals({ twilio, projectRoot: this.projectRoot, functions, assets, env: this.env });
     // One helper for every invocation's context (it depends on nothing of the invocation).
@@ -96,6 +97,12 @@ class Service {
     this.current = null;
     this.queue = [];
     this.looping = false;
+    this.lastActivity = performance.now();
+    this.preloader = new Preloader(lazyTwilio.preloadSteps(twilio, indexFile, outside), {
+      busy: () => this.current !== null || this.queue.length > 0,
+      lastActivity: () => this.lastActivity,
+      idleMs: plumbing.preloadIdleMs,
+    });
     this.functions = new Map();
     this.loadErrors = {};
     for (const fn of functions) {
@@ -118,6 +125,7 @@ class Service {
       this.sink.emit('error', 'runner: ignoring an `invoke` without a string `id`');
       return;
     }
+    this.lastActivity = performance.now();
     this.queue.push(message);
     this.runQueued();
   }
@@ -145,6 +153,7 @@ class Service {
 
   finished(invocation) {
     if (this.current === invocation) this.current = null;
+    this.lastActivity = performance.now();
     this.runQueued();
   }
 
