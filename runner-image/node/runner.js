@@ -9,7 +9,9 @@
  * Request path through lib/: main (input loop) -> service (init: globals, tracker, loading)
  * -> invocation (callback contract) -> reply / response (HTTP reply) -> framing / channel
  * (frames). tracker stops what an invocation leaves behind and decides `done.clean`;
- * logsink caps and frames log lines; loader, globals build what handlers see.
+ * logsink caps and frames log lines; loader, globals build what handlers see; twilio_lazy makes
+ * the `twilio` export without loading the package (most of a worker's start-up otherwise), and
+ * preload loads it once the worker is idle after `ready`.
  */
 
 const { setupProtocolFds } = require('./lib/stdio');

@@ -3,7 +3,8 @@
  * The globals every function sees before any of its code runs: `Twilio`, `Runtime`, `Functions`.
  *
  * `Twilio` is the official npm `twilio` export (twiml, jwt, validateRequest, the REST client
- * factory) plus `Twilio.Response`. `Runtime` lists the service's assets and functions, private
+ * factory) plus `Twilio.Response`; each part of it is loaded on first use (lib/twilio_lazy.js), and
+ * `require('twilio')` returns the same object. `Runtime` lists the service's assets and functions, private
  * ones included, and hands out the Sync service client.
  */
 
