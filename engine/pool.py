@@ -86,10 +86,6 @@ class Pool:
     def ready(self) -> bool:
         return not self._closed and len(self._idle) + self._busy_count() >= self.settings.min_idle
 
-    def counts(self) -> dict[str, int]:
-        return {"idle": len(self._idle), "busy": self._busy_count(), "starting": self._starting,
-                "queued": len(self._waiters)}
-
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
         if self._closed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import socket
 import subprocess
 import uuid
@@ -24,7 +25,7 @@ from tests.docker_helpers import engine_id_of, wait_for
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
 ISO_A = PROJECTS / "isolation"
-ISO_B = PROJECTS / "isolation-b"
+ISO_B_ENV = PROJECTS / "isolation-b" / ".env"  # service b: the same probe as a, its own secrets
 SECRETS = {
     "isoa": ["iso-a-secret-5e1d27c9", "iso-a-shared-0b44"],
     "isob": ["iso-b-secret-a90f3316", "iso-b-shared-77c1"],
@@ -90,10 +91,19 @@ def started_engines():
 
 
 @pytest.fixture(scope="module")
-def engine(module_engine_factory, docker_backend, started_engines, request):
+def iso_b(tmp_path_factory) -> Path:
+    """Service b's project: service a's functions (one probe, one copy in the tree) and b's own .env."""
+    project = tmp_path_factory.mktemp("iso") / "isolation-b"
+    shutil.copytree(ISO_A / "functions", project / "functions")
+    shutil.copy(ISO_B_ENV, project / ".env")
+    return project
+
+
+@pytest.fixture(scope="module")
+def engine(module_engine_factory, docker_backend, started_engines, request, iso_b):
     request.getfixturevalue("docker_available")
     running = module_engine_factory(
-        f"isoa={ISO_A}", f"isob={ISO_B}", backend=docker_backend, config=CONFIG,
+        f"isoa={ISO_A}", f"isob={iso_b}", backend=docker_backend, config=CONFIG,
         args=["--domain", "localhost"], env={"ENGINE_TEST_MARKER": MARKER},
     )
     started_engines.append(running)
@@ -137,8 +147,8 @@ def facts_b(engine) -> dict:
 # --- tests -------------------------------------------------------------------------------------
 
 
-def test_the_probe_is_the_same_in_both_services():
-    assert (ISO_A / "functions/facts.py").read_bytes() == (ISO_B / "functions/facts.py").read_bytes()
+def test_the_probe_is_the_same_in_both_services(iso_b):
+    assert (ISO_A / "functions/facts.py").read_bytes() == (iso_b / "functions/facts.py").read_bytes()
 
 
 def test_worker_is_not_root(facts_a):

@@ -14,6 +14,7 @@ import secrets
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .framing import utf8_cut
@@ -174,9 +175,13 @@ class OutputCapture:
             except OSError:
                 return False
 
-    def sync(self, timeout_s: float = 2.0) -> bool:
-        """Flush both pipes into log frames; False if one did not drain in time."""
+    def sync(self, timeout_s: float = 2.0, before_waiting: Callable[[], None] = lambda: None) -> bool:
+        """Flush both pipes into log frames; False if one did not drain in time.
+
+        `before_waiting` is called only when something is in flight and the readers must be waited for.
+        """
         if self.quiet():
             return True
+        before_waiting()
         deadline = time.monotonic() + timeout_s
         return all([reader.sync(deadline) for reader in self.readers])

@@ -39,10 +39,6 @@ class Channel:
             if held:
                 self.send_bytes(b"".join(held))
 
-    @property
-    def holding(self) -> bool:
-        return self._held is not None
-
     def send(self, message: dict[str, Any]) -> None:
         """Encode and write one message; raises FrameTooLarge without writing anything."""
         self.send_bytes(encode_frame(message, self.max_frame_bytes))

@@ -91,6 +91,9 @@ def _settled_native_excess(baseline: int, deadline: float, before_waiting: Calla
         time.sleep(0.01)
 
 
+_nlink_counts: bool | None = None  # whether this kernel's link count of /proc/self/task is 2 + threads
+
+
 def _native_thread_count() -> int | None:
     """OS threads of this process: /proc/self/task's link count is 2 + threads (one stat, no listing)."""
     global _nlink_counts
@@ -103,9 +106,6 @@ def _native_thread_count() -> int | None:
         return listed
     except OSError:
         return None
-
-
-_nlink_counts: bool | None = None
 
 
 def _has_children() -> bool:

@@ -119,10 +119,8 @@ class Service:
             _reset_event_loop_policy()
             p.streams.flush()
             p.streams.restore()
-            if not p.capture.quiet():
-                p.channel.release()
-                if not p.capture.sync():
-                    reasons.append("captured output did not drain")
+            if not p.capture.sync(before_waiting=p.channel.release):
+                reasons.append("captured output did not drain")
             self._clean_snapshot = None if reasons else before
             done = lambda dropped: {"type": "done", "id": inv_id, "clean": not reasons,  # noqa: E731
                                     "reason": "; ".join(reasons) or None, "log_bytes_dropped": dropped}
