@@ -67,8 +67,8 @@ class Engine:
 
     def load(self) -> None:
         """Read every project; errors name the files (before anything is started)."""
-        if not self.settings.projects:
-            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS)")
+        if not self.settings.projects and self.settings.api_port is None:
+            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS), or --api-port to deploy through the control API")
         seen: set[str] = set()
         for arg in self.settings.projects:
             name, path = parse_project_arg(arg)
