@@ -24,6 +24,8 @@ VISIBILITIES = ("public", "protected", "private")
 _PATH = re.compile(r"^/[A-Za-z0-9_\-.]+(/[A-Za-z0-9_\-.]+)*$")
 #: A text field of the upload form at most (Path, Visibility).
 MAX_FIELD_BYTES = 1024
+#: Parts one upload form may have at most (Path, Visibility, Content and a few unknown ones).
+MAX_PARTS = 16
 RUNTIME_SUFFIXES = (".js", ".py")
 
 
@@ -72,13 +74,15 @@ async def read_upload(request: web.Request, limit: int) -> tuple[dict[str, str],
     fields: dict[str, str] = {}
     content: bytes | None = None
     filename, content_type = "", "application/octet-stream"
-    while True:
+    for _ in range(MAX_PARTS + 1):
         part = await reader.next()
         if part is None:
             break
         if not isinstance(part, BodyPartReader) or not part.name:
             raise BadRequest("the upload must be flat multipart/form-data with named fields")
         if part.name == "Content":
+            if content is not None:
+                raise BadRequest("the upload has two Content parts; send one file per version")
             chunks, size = [], 0
             while chunk := await part.read_chunk(64 * 1024):
                 size += len(chunk)
@@ -90,6 +94,8 @@ async def read_upload(request: web.Request, limit: int) -> tuple[dict[str, str],
             content_type = part.headers.get("Content-Type", content_type)
         else:
             fields[part.name] = await _field(part, part.name)
+    else:
+        raise BadRequest(f"the upload form has more than {MAX_PARTS} parts")
     if content is None:
         raise BadRequest("missing required parameter Content (a file part)")
     return fields, content, filename, content_type
