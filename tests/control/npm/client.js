@@ -26,7 +26,9 @@ async function main() {
     return { serviceSid: result.serviceSid, environmentSid: result.environmentSid, buildSid: result.buildSid, domain: result.domain };
   }
   if (verb === 'activate') {
-    const result = await client.activateBuild({ buildSid: args[0], serviceSid: args[1], targetEnvironment: 'dev' });
+    const result = await client.activateBuild({
+      buildSid: args[0], serviceSid: args[1], targetEnvironment: 'dev', env: { GREETING: process.env.GREETING || 'hello' },
+    });
     return { buildSid: result.buildSid };
   }
   if (verb === 'logs') {
