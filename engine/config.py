@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     builds_per_hour: int = Field(default=60, ge=1)  # per account; over it → 429 (builds cost CPU and disk)
     max_services_per_account: int = Field(default=50, ge=1)  # over it → 429
     max_environments_per_service: int = Field(default=10, ge=1)  # over it → 429
+    max_log_entries_per_environment: int = Field(default=1000, ge=1)  # Logs kept per environment, newest
+    log_retention_s: float = Field(default=86400.0, gt=0)  # Logs older than this are removed
 
     services: dict[str, ServiceOverrides] = Field(default_factory=dict)
 

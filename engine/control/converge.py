@@ -9,6 +9,7 @@ nothing; variable changes are recorded first and then roll the environment's wor
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy import insert, select
 
 from engine.control import store as t
 from engine.control.errors import ApiError, BadRequest
+from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
 
@@ -36,10 +38,11 @@ def service_label(service_unique_name: str, environment_unique_name: str) -> str
 
 
 class Converger:
-    def __init__(self, store: t.Store, engine: Any, builder: Any) -> None:
+    def __init__(self, store: t.Store, engine: Any, builder: Any, sink: LogSink | None = None) -> None:
         self.store = store
         self.engine = engine
         self.builder = builder
+        self.sink = sink
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def _can_apply(self) -> bool:
@@ -56,9 +59,18 @@ class Converger:
             service = (await conn.execute(select(t.services).where(t.services.c.sid == env.service_sid))).first()
             variables = (await conn.execute(select(t.variables.c.key, t.variables.c.value)
                                             .where(t.variables.c.environment_sid == environment_sid))).all()
+            held = json.loads(await conn.scalar(select(t.builds.c.function_versions).where(t.builds.c.sid == build_sid)) or "[]")
+            functions = (await conn.execute(select(t.versions.c.path, t.versions.c.entry_sid)
+                                            .where(t.versions.c.sid.in_(held)))).all() if held else []
         root: Path = await self.builder.ensure_project(build_sid)
+        name = service_label(service.unique_name, env.unique_name)
+        if self.sink is not None:  # from now on its handler lines are filed under this environment
+            self.sink.served[name] = Served(
+                account_sid=env.account_sid, service_sid=service.sid, environment_sid=env.sid, build_sid=build_sid,
+                function_sids={path.lstrip("/"): entry for path, entry in functions},
+            )
         return LiveDeployment(
-            key=env.sid, service_name=service_label(service.unique_name, env.unique_name),
+            key=env.sid, service_name=name,
             hostname=env.domain_name, project_root=root, env={k: v for k, v in variables},
             service_sid=service.sid, environment_sid=env.sid, build_sid=build_sid,
         )
@@ -99,6 +111,10 @@ class Converger:
                 await self.engine.withdraw(environment_sid)
             except (EngineError, KeyError, LookupError) as exc:
                 log.info("withdraw_nothing", environment=environment_sid, error=str(exc))
+            if self.sink is not None:
+                for name, served in list(self.sink.served.items()):
+                    if served.environment_sid == environment_sid:
+                        del self.sink.served[name]
         self._locks.pop(environment_sid, None)
 
     async def restore(self) -> None:

@@ -14,6 +14,7 @@ from engine.control.accounts import Authenticator
 from engine.control.api import Control, make_control_app
 from engine.control.builds import Builder
 from engine.control.converge import Converger
+from engine.control.logsink import LogSink
 from engine.control.store import Store, database_url
 
 
@@ -23,6 +24,7 @@ class ControlPlane:
         self.engine = engine
         self.store: Store | None = None
         self.builder: Builder | None = None
+        self.sink: LogSink | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -32,7 +34,9 @@ class ControlPlane:
         await self.store.upgrade()
         work_dir = Path(s.data_dir) if s.data_dir else Path(tempfile.mkdtemp(prefix="engine-control-"))
         self.builder = Builder(self.store, self.engine, work_dir)
-        converger = Converger(self.store, self.engine, self.builder)
+        self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)
+        self.sink.start()
+        converger = Converger(self.store, self.engine, self.builder, self.sink)
         await converger.restore()
         await self.builder.resume()
         ctl = Control(store=self.store, settings=s, auth=Authenticator(s.credential_cache_s),
@@ -48,5 +52,7 @@ class ControlPlane:
             await self._runner.cleanup()
         if self.builder is not None:
             await self.builder.close()
+        if self.sink is not None:
+            await self.sink.close()
         if self.store is not None:
             await self.store.close()

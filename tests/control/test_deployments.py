@@ -111,3 +111,64 @@ def test_an_engine_restarted_on_the_same_store_serves_its_deployments_again(
     assert first.engine.stop() == 0
     second = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend)
     assert _call(second, "shop.localhost").json()["version"] == "v1"
+
+
+LOGGING_JS = """exports.handler = (context, event, callback) => {
+  console.log('handled ' + event.n);
+  console.error('complaint ' + event.n);
+  callback(null, { n: event.n });
+};
+"""
+
+
+@pytest.mark.docker
+def test_handler_lines_and_invocations_reach_the_logs_resource_and_cannot_flood_it(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+) -> None:
+    """`max_log_entries_per_environment` (here 6) holds however many lines a handler writes."""
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend,
+                                   config={"max_log_entries_per_environment": 6})
+    account = control.account("team-a")
+    with account.client() as c:
+        service = make_service(c, "logs")["sid"]
+        env = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": "production"}), 201)["sid"]
+        fn = upload(c, service, "function", "/talk", LOGGING_JS.encode(), "talk.js")
+        other = upload(c, service, "function", "/quiet", (VERSION_JS % "q").encode(), "quiet.js")
+        build = ok(c.post(f"/Services/{service}/Builds", data={"FunctionVersions": [fn["sid"], other["sid"]]}), 201)["sid"]
+        assert wait_build(c, service, build)["status"] == "completed"
+        ok(c.post(f"/Services/{service}/Environments/{env}/Deployments", data={"BuildSid": build}), 201)
+        logs_url = f"/Services/{service}/Environments/{env}/Logs"
+
+        assert _call(control, "logs.localhost", "/talk?n=1").json() == {"n": "1"}
+
+        def lines(**params: str) -> list[dict[str, Any]]:
+            return ok(c.get(logs_url, params={"PageSize": "50", **params}))["logs"]
+
+        def has_first_call() -> list[dict[str, Any]]:
+            got = lines()
+            assert [line["message"] for line in got if line["function_sid"]] == [
+                "handled 1", "complaint 1", "GET /talk 200 in " + got[-1]["message"].split(" in ")[1]], got
+            return got
+
+        got = _eventually(has_first_call)
+        handled, complaint, invocation = got[-3:]
+        assert handled["level"] == "INFO" and complaint["level"] == "ERROR"
+        assert handled["function_sid"] == fn["function_sid"] and handled["build_sid"] == build
+        assert handled["request_sid"] == invocation["request_sid"] and handled["request_sid"].startswith("RQ")
+        assert handled["sid"].startswith("NO")
+        assert ok(c.get(f"{logs_url}/{handled['sid']}"))["message"] == "handled 1"
+
+        _call(control, "logs.localhost", "/quiet")
+        _eventually(lambda: len(lines(FunctionSid=other["function_sid"])) == 1 or (_ for _ in ()).throw(AssertionError()))
+        assert all(line["function_sid"] == other["function_sid"] for line in lines(FunctionSid=other["function_sid"]))
+        assert lines(StartDate="2999-01-01T00:00:00Z") == []
+
+        for n in range(2, 12):  # 30 lines, over the bound of 6
+            _call(control, "logs.localhost", f"/talk?n={n}")
+
+        def newest_kept() -> None:
+            got = lines()
+            assert len(got) <= 6, len(got)
+            assert got[-1]["message"].startswith("GET /talk 200") and got[-2]["message"] == "complaint 11"
+
+        _eventually(newest_kept)
