@@ -62,6 +62,9 @@ class Engine:
         self._front_runner: web.AppRunner | None = None
         self._stopping = False
         self.urls: list[str] = []
+        # Set while something the engine must serve is still being brought up after start() (the
+        # control plane restoring deployed environments): /readyz answers 503 with this reason.
+        self.held_not_ready: str | None = None
 
     # --- start ----------------------------------------------------------------------------
 
@@ -180,6 +183,8 @@ class Engine:
     async def readiness(self) -> tuple[bool, str]:
         if self._stopping:
             return False, "shutting down"
+        if self.held_not_ready is not None:
+            return False, self.held_not_ready
         if self.backend is None or not await self.backend.healthy():
             return False, f"backend {self.settings.backend} unreachable"
         waiting = [f"{s.name}/{rt}" for s in self.services for rt, p in s.pools.items() if not p.ready]

@@ -81,6 +81,8 @@ async def serve(settings: Settings) -> int:
     Exit status: 0 after a full drain, 1 if start-up failed, 130 after a second signal.
     """
     engine = Engine(settings)
+    if settings.api_port is not None:
+        engine.held_not_ready = "restoring deployed environments from the control store"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     serve_task = asyncio.current_task()
@@ -132,6 +134,7 @@ async def serve(settings: Settings) -> int:
                 await control.close()
                 control = None
                 return code
+            engine.held_not_ready = None
             print(f"Control API: {control.url} (HTTP Basic AccountSid:AuthToken; "
                   "make an account with `python -m engine accounts create NAME`)", flush=True)
         await stop.wait()

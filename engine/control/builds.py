@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.backends.base import WorkerSpec
+from engine.control import metrics
 from engine.control import store as t
 from engine.control.errors import BadRequest
 from engine.errors import EngineError
@@ -161,6 +163,7 @@ class Builder:
 
     async def _run(self, build_sid: str, service_name: str) -> None:
         async with self._lock:
+            started = time.monotonic()
             try:
                 error = await self._build(build_sid, service_name)
             except asyncio.CancelledError:
@@ -173,6 +176,8 @@ class Builder:
                 await conn.execute(update(t.builds).where(t.builds.c.sid == build_sid).values(
                     status=status, error=error, date_updated=t.now(),
                 ))
+            metrics.BUILDS.labels(status).inc()
+            metrics.BUILD_SECONDS.labels(status).observe(time.monotonic() - started)
             log.info("build_finished", build=build_sid, status=status, error=error)
 
     async def _build(self, build_sid: str, service_name: str) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import insert, select
 
+from engine.control import metrics
 from engine.control import store as t
 from engine.control.errors import ApiError, BadRequest
 from engine.control.logsink import LogSink, Served
@@ -85,8 +86,10 @@ class Converger:
             try:
                 await self.engine.apply(dep)
             except EngineError as exc:
+                metrics.DEPLOYMENTS.labels("refused").inc()
                 await self.log(environment_sid, "error", f"deployment of build {build_sid} refused: {exc}", build_sid)
                 raise BadRequest(f"build {build_sid} cannot be served: {exc}") from None
+        metrics.DEPLOYMENTS.labels("applied").inc()
         await self.log(environment_sid, "info", f"now serving build {build_sid}", build_sid)
 
     async def environment_changed(self, environment_sid: str) -> None:
@@ -100,7 +103,9 @@ class Converger:
                 return
             try:
                 await self.engine.apply(await self.live(environment_sid, build_sid))
+                metrics.DEPLOYMENTS.labels("applied").inc()
             except (EngineError, LookupError) as exc:
+                metrics.DEPLOYMENTS.labels("refused").inc()
                 log.warning("variables_not_applied", environment=environment_sid, error=str(exc))
 
     async def withdraw(self, environment_sid: str) -> None:

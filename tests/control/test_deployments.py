@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import EngineLauncher
+from tests.conftest import EngineLauncher, free_port
 from tests.control.conftest import ControlEngine, error, make_service, ok, start_control_engine, upload, wait_build
 
 pytestmark = pytest.mark.xfail(
@@ -94,6 +94,10 @@ def test_deploy_variables_rollback_and_delete_through_the_api(
 
         assert c.delete(f"/Services/{service}/Environments/{env['sid']}").status_code == 204
         assert _call(control, host).status_code == 404
+    scraped = httpx.get(control.engine.admin_url + "/metrics").text
+    # 3 deployments and 3 variable roll-outs (create, update, delete)
+    assert 'functions_engine_deployments_total{outcome="applied"} 6.0' in scraped
+    assert 'functions_engine_builds_total{status="completed"} 2.0' in scraped
 
 
 @pytest.mark.docker
@@ -109,8 +113,11 @@ def test_an_engine_restarted_on_the_same_store_serves_its_deployments_again(
         ok(c.post(f"/Services/{service}/Environments/{env['sid']}/Deployments", data={"BuildSid": build}), 201)
     assert _call(first, "shop.localhost").json()["version"] == "v1"
     assert first.engine.stop() == 0
-    second = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend)
-    assert _call(second, "shop.localhost").json()["version"] == "v1"
+    # engine_factory returns as soon as /readyz says 200: the deployment must be served by then.
+    api_port = free_port()
+    engine = engine_factory(backend=docker_backend, args=["--api-port", str(api_port), "--data-dir", str(tmp_path / "data")])
+    response = httpx.get(f"{engine.url}/version", headers={"Host": f"shop.localhost:{engine.port}"}, timeout=30)
+    assert response.status_code == 200 and response.json()["version"] == "v1"
 
 
 LOGGING_JS = """exports.handler = (context, event, callback) => {

@@ -115,6 +115,10 @@ def test_builds_complete_with_versions_and_dependencies_as_the_clients_send_them
         assert done["status"] == "completed", done
         assert done["dependencies"] == []
         assert ok(c.get(f"/Services/{service}/Builds"))["builds"][0]["sid"] == build["sid"]
+    scraped = httpx.get(control_engine.engine.admin_url + "/metrics").text
+    assert 'functions_engine_builds_total{status="completed"} 1.0' in scraped
+    assert 'functions_engine_build_duration_seconds_count{status="completed"} 1.0' in scraped
+    assert not re.search(r'\{[^}]*"(ZS|ZB|ZE|AC)[0-9a-f]{32}"', scraped), "a SID in a metric label"
 
 
 def test_a_build_that_cannot_be_prepared_fails_and_says_why(control_engine: ControlEngine) -> None:
