@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-port", type=int, help="serve the control API (Serverless API v1) on this port")
     serve.add_argument("--data-dir", help="the control API's embedded store (SQLite) and build directories")
     serve.add_argument("--database-url", help="a SQLAlchemy async URL for the control store instead of --data-dir")
-    from engine.control.cli import add_parsers
+    from engine.control import cli as control_cli
+    from engine.control import client as deploy_client
 
-    add_parsers(sub)
+    control_cli.add_parsers(sub)
+    deploy_client.add_parsers(sub)
     return parser
 
 
@@ -55,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from engine.control.cli import run
 
         return run(args)
+    if args.command in ("deploy", "activate", "env", "logs"):
+        from engine.control.client import run as run_client
+
+        return run_client(args)
     cli: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
     if not cli["projects"]:
         cli["projects"] = None

@@ -36,6 +36,7 @@ def render(request: web.Request, row: Row[Any]) -> dict[str, Any]:
         "sid": row.sid, "account_sid": row.account_sid, "service_sid": row.service_sid,
         f"{row.kind}_sid": row.entry_sid, "path": row.path, "visibility": row.visibility,
         "date_created": iso(row.date_created), "url": url,
+        "content_sha256": row.blob_sha256,  # engine addition: lets a client upload only what changed
     }
     if row.kind == "function":
         body["links"] = {"function_version_content": f"{url}/Content"}
