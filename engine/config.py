@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     max_environments_per_service: int = Field(default=10, ge=1)  # over it → 429
     max_log_entries_per_environment: int = Field(default=1000, ge=1)  # Logs kept per environment, newest
     log_retention_s: float = Field(default=86400.0, gt=0)  # Logs older than this are removed
+    converge_interval_s: float = Field(default=5.0, gt=0)  # how soon store changes made elsewhere are served
 
     services: dict[str, ServiceOverrides] = Field(default_factory=dict)
 

@@ -25,6 +25,7 @@ class ControlPlane:
         self.store: Store | None = None
         self.builder: Builder | None = None
         self.sink: LogSink | None = None
+        self.converger: Converger | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -36,8 +37,9 @@ class ControlPlane:
         self.builder = Builder(self.store, self.engine, work_dir)
         self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)
         self.sink.start()
-        converger = Converger(self.store, self.engine, self.builder, self.sink)
-        await converger.restore()
+        self.converger = converger = Converger(self.store, self.engine, self.builder, self.sink)
+        await converger.reconcile()  # restore: serve again what the store says, before /readyz says 200
+        converger.start(s.converge_interval_s)
         await self.builder.resume()
         ctl = Control(store=self.store, settings=s, auth=Authenticator(s.credential_cache_s),
                       builds=self.builder, converger=converger)
@@ -50,6 +52,8 @@ class ControlPlane:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.converger is not None:
+            await self.converger.close()
         if self.builder is not None:
             await self.builder.close()
         if self.sink is not None:

@@ -182,3 +182,27 @@ def test_handler_lines_and_invocations_reach_the_logs_resource_and_cannot_flood_
             assert got[-1]["message"].startswith("GET /talk 200") and got[-2]["message"] == "complaint 11"
 
         _eventually(newest_kept)
+
+
+@pytest.mark.docker
+def test_deleting_an_account_with_the_cli_stops_its_traffic_on_the_running_engine(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+) -> None:
+    """The operator's CLI writes the store, not the engine: the converge pass must withdraw what it served."""
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend,
+                                   config={"converge_interval_s": 1.0})
+    account = control.account("leaving")
+    with account.client() as c:
+        service = make_service(c, "gone")["sid"]
+        env = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": "production"}), 201)["sid"]
+        build = _build(c, service, "v1")
+        ok(c.post(f"/Services/{service}/Environments/{env}/Deployments", data={"BuildSid": build}), 201)
+    assert _call(control, "gone.localhost").status_code == 200
+    done = control.cli("accounts", "delete", "leaving")
+    assert done.returncode == 0, done.stderr
+
+    def withdrawn() -> None:
+        assert _call(control, "gone.localhost").status_code == 404
+
+    _eventually(withdrawn, timeout=20)
+    error(httpx.get(control.api + "/Services", auth=account.auth), 401)

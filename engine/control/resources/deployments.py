@@ -48,17 +48,21 @@ async def create(request: web.Request) -> web.Response:
     if build.status != "completed":
         reason = f": {build.error}" if build.error else ""
         raise BadRequest(f"build {build_sid} is {build.status}{reason}; only a completed build can be deployed")
-    await ctl.converger.deploy(environment.sid, build_sid)
-    when = t.now()
-    async with ctl.store.begin() as conn:
-        sid = new_sid("ZD")
-        await conn.execute(insert(t.deployments).values(
-            sid=sid, account_sid=acct, service_sid=service.sid, environment_sid=environment.sid, build_sid=build_sid,
-            date_created=when, date_updated=when,
-        ))
-        await conn.execute(update(t.environments).where(t.environments.c.sid == environment.sid)
-                           .values(build_sid=build_sid, date_updated=when))
-        row = (await conn.execute(select(t.deployments).where(t.deployments.c.sid == sid))).first()
+    sid, row = new_sid("ZD"), None
+
+    async def record() -> None:
+        nonlocal row
+        when = t.now()
+        async with ctl.store.begin() as conn:
+            await conn.execute(insert(t.deployments).values(
+                sid=sid, account_sid=acct, service_sid=service.sid, environment_sid=environment.sid,
+                build_sid=build_sid, date_created=when, date_updated=when,
+            ))
+            await conn.execute(update(t.environments).where(t.environments.c.sid == environment.sid)
+                               .values(build_sid=build_sid, date_updated=when))
+            row = (await conn.execute(select(t.deployments).where(t.deployments.c.sid == sid))).first()
+
+    await ctl.converger.deploy(environment.sid, build_sid, record)
     return web.json_response(render(request, row), status=201)
 
 
