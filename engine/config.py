@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     api_port: int | None = Field(default=None, ge=0, le=65535)  # its own listener, never the functions port
     data_dir: Path | None = None  # the embedded store (SQLite, WAL) and build directories
     database_url: str | None = None  # any SQLAlchemy async URL instead of the embedded store
-    credential_cache_s: float = Field(default=30.0, ge=0)  # a verified token skips argon2 this long
+    credential_cache_s: float = Field(default=30.0, ge=0)  # a verified token skips argon2 this long (rows still read)
     max_version_bytes: int = Field(default=10 * MiB, gt=0)  # one uploaded version; over it → 413
     max_build_bytes: int = Field(default=100 * MiB, gt=0)  # all versions of one build; over it → 413
     builds_per_hour: int = Field(default=60, ge=1)  # per account; over it → 429 (builds cost CPU and disk)

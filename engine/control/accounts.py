@@ -3,8 +3,10 @@
 Tokens and key secrets are stored only as argon2id hashes. Verifying one costs tens of
 milliseconds of CPU and tens of MiB by design, and a deploy makes dozens of requests, so a
 verified (username, sha256(password)) pair is remembered in memory for `credential_cache_s`
-(default 30 s). The price: a token rotated or a key deleted by the CLI (another process) keeps
-working in a running engine for at most that long. Failures are never cached.
+(default 30 s) together with the stored hash it matched. Every request still reads the account's
+or key's row (one indexed lookup): a token rotated or a credential deleted by the CLI (another
+process) stops working at once, because its row or hash no longer matches. Only the argon2 work
+is skipped. Failures are never cached.
 """
 
 from __future__ import annotations
@@ -91,22 +93,26 @@ class Authenticator:
 
     def __init__(self, cache_s: float) -> None:
         self.cache_s = cache_s
-        self._cache: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        # (username, sha256(password)) → (account, the stored hash it was verified against, expiry)
+        self._cache: OrderedDict[tuple[str, str], tuple[str, str, float]] = OrderedDict()
 
     async def account_for(self, conn: AsyncConnection, username: str, password: str) -> str | None:
-        key = (username, hashlib.sha256(password.encode()).hexdigest())
-        cached = self._cache.get(key)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
         if is_sid(username, "AC"):
-            row = (await conn.execute(select(t.accounts.c.sid, t.accounts.c.token_hash).where(t.accounts.c.sid == username))).first()
+            query = select(t.accounts.c.sid, t.accounts.c.token_hash).where(t.accounts.c.sid == username)
         elif is_sid(username, "SK"):
-            row = (await conn.execute(select(t.api_keys.c.account_sid, t.api_keys.c.secret_hash).where(t.api_keys.c.sid == username))).first()
+            query = select(t.api_keys.c.account_sid, t.api_keys.c.secret_hash).where(t.api_keys.c.sid == username)
         else:
             return None
-        if row is None or not await asyncio.to_thread(_verify, row[1], password):
+        row = (await conn.execute(query)).first()  # every request: a deleted or rotated credential fails at once
+        if row is None:
             return None
-        self._cache[key] = (row[0], time.monotonic() + self.cache_s)
+        key = (username, hashlib.sha256(password.encode()).hexdigest())
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] == row[1] and cached[2] > time.monotonic():
+            return row[0]
+        if not await asyncio.to_thread(_verify, row[1], password):
+            return None
+        self._cache[key] = (row[0], row[1], time.monotonic() + self.cache_s)
         while len(self._cache) > CREDENTIAL_CACHE_ENTRIES:
             self._cache.popitem(last=False)
         return row[0]

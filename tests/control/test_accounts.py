@@ -10,7 +10,7 @@ import httpx
 from tests.control.conftest import ControlEngine, error, ok
 
 
-def test_accounts_create_prints_one_json_line_and_list_rotate_delete_work(control_engine: ControlEngine) -> None:
+def test_accounts_create_prints_one_json_line_and_list_rotate_delete_work_at_once(control_engine: ControlEngine) -> None:
     done = control_engine.cli("accounts", "create", "team-a")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
@@ -25,11 +25,15 @@ def test_accounts_create_prints_one_json_line_and_list_rotate_delete_work(contro
     duplicate = control_engine.cli("accounts", "create", "team-a")
     assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
 
+    old = (made["account_sid"], made["auth_token"])
+    assert httpx.get(control_engine.api + "/Services", auth=old).status_code == 200  # now in the engine's cache
     rotated = json.loads(control_engine.cli("accounts", "rotate-token", "team-a").stdout)
+    error(httpx.get(control_engine.api + "/Services", auth=old), 401)  # at once, cache or not
     assert rotated["account_sid"] == made["account_sid"] and rotated["auth_token"] != made["auth_token"]
     assert httpx.get(control_engine.api + "/Services", auth=(made["account_sid"], rotated["auth_token"])).status_code == 200
 
     assert control_engine.cli("accounts", "delete", made["account_sid"]).returncode == 0
+    error(httpx.get(control_engine.api + "/Services", auth=(made["account_sid"], rotated["auth_token"])), 401)
     assert control_engine.cli("accounts", "list").stdout.strip() == ""
     missing = control_engine.cli("accounts", "delete", "team-a")
     assert missing.returncode == 2 and "no account" in missing.stderr
