@@ -206,3 +206,51 @@ def test_deleting_an_account_with_the_cli_stops_its_traffic_on_the_running_engin
 
     _eventually(withdrawn, timeout=20)
     error(httpx.get(control.api + "/Services", auth=account.auth), 401)
+
+
+@pytest.mark.docker
+def test_redeploy_through_the_api_under_steady_load_fails_no_request_and_switches_once(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+) -> None:
+    import threading
+
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend)
+    account = control.account("team-a")
+    with account.client() as c:
+        service = make_service(c, "load")["sid"]
+        env = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": "production"}), 201)["sid"]
+        v1, v2 = _build(c, service, "v1"), _build(c, service, "v2")
+        deployments = f"/Services/{service}/Environments/{env}/Deployments"
+        ok(c.post(deployments, data={"BuildSid": v1}), 201)
+
+        results: list[tuple[float, float, int, str]] = []  # (sent, answered, status, version)
+        stop = threading.Event()
+
+        def client() -> None:  # 127.0.0.1 only, bounded by time and count
+            with httpx.Client(timeout=30) as http:
+                for _ in range(2000):
+                    if stop.is_set():
+                        return
+                    sent = time.monotonic()
+                    r = http.get(f"{control.engine.url}/version", headers={"Host": f"load.localhost:{control.engine.port}"})
+                    results.append((sent, time.monotonic(), r.status_code,
+                                    r.json().get("version", "?") if r.status_code == 200 else r.text[:200]))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1)
+            ok(c.post(deployments, data={"BuildSid": v2}), 201)
+            time.sleep(2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+    failed = [r for r in results if r[2] != 200]
+    assert not failed, failed[:5]
+    versions = {r[3] for r in results}
+    assert versions == {"v1", "v2"}, versions
+    first_v2_answered = min(answered for _, answered, _, version in results if version == "v2")
+    late_v1 = [r for r in results if r[3] == "v1" and r[0] > first_v2_answered]
+    assert not late_v1, f"{len(late_v1)} requests sent after the first v2 answer were served by v1"
