@@ -17,6 +17,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -79,6 +80,19 @@ async def create_key(conn: AsyncConnection, account_sid: str, name: str) -> NewC
         sid=sid, account_sid=account_sid, friendly_name=name, secret_hash=digest, date_created=when, date_updated=when,
     ))
     return NewCredential(sid, secret)
+
+
+async def quota(conn: AsyncConnection, account_sid: str, column: str, settings: Any) -> int:
+    """The account's own quota `column` (store.QUOTAS) if set, else the engine-wide setting."""
+    own = await conn.scalar(select(t.accounts.c[column]).where(t.accounts.c.sid == account_sid))
+    return int(own) if own is not None else int(getattr(settings, t.QUOTAS[column]))
+
+
+async def set_quotas(conn: AsyncConnection, account_sid: str, values: dict[str, int | None]) -> None:
+    """Set (a number) or clear (0: back to the engine-wide setting) per-account quotas."""
+    changes = {k: (v or None) for k, v in values.items() if v is not None and k in t.QUOTAS}
+    if changes:
+        await conn.execute(update(t.accounts).where(t.accounts.c.sid == account_sid).values(**changes, date_updated=t.now()))
 
 
 def _verify(digest: str, password: str) -> bool:

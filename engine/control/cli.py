@@ -32,6 +32,12 @@ def add_parsers(sub: Any) -> None:
     verbs = accounts.add_subparsers(dest="verb", required=True)
     create = verbs.add_parser("create", help="create an account; prints {account_sid, auth_token} as one JSON line")
     create.add_argument("name")
+    update_ = verbs.add_parser("update", help="set the account's quotas (0: back to the engine-wide setting)")
+    update_.add_argument("account", metavar="NAME_OR_SID")
+    for verb in (create, update_):
+        for column, setting in t.QUOTAS.items():
+            verb.add_argument(f"--{column.replace('_', '-')}", dest=column, type=int, metavar="N",
+                              help=f"this account's own {setting} (default: the engine-wide setting)")
     verbs.add_parser("list", help="one JSON line per account")
     rotate = verbs.add_parser("rotate-token", help="a new auth token (the old one stops working)")
     rotate.add_argument("account", metavar="NAME_OR_SID")
@@ -40,7 +46,7 @@ def add_parsers(sub: Any) -> None:
     key = verbs.add_parser("create-key", help="an API key SK… for the account; prints {sid, secret}")
     key.add_argument("account", metavar="NAME_OR_SID")
     key.add_argument("--name", default="api key", help="the key's friendly name")
-    for verb in (create, rotate, delete, key, verbs.choices["list"]):
+    for verb in (create, update_, rotate, delete, key, verbs.choices["list"]):
         _store_flags(verb)
     db = sub.add_parser("db", help="the control store's schema")
     db_verbs = db.add_subparsers(dest="verb", required=True)
@@ -55,6 +61,14 @@ def run(args: argparse.Namespace) -> int:
     except (EngineError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _quota_flags(args: argparse.Namespace) -> dict[str, int | None]:
+    values = {column: getattr(args, column, None) for column in t.QUOTAS}
+    for column, value in values.items():
+        if value is not None and value < 0:
+            raise LookupError(f"--{column.replace('_', '-')} must be 0 (engine-wide setting) or more (got {value})")
+    return values
 
 
 async def _account(conn: Any, ref: str) -> str:
@@ -76,7 +90,13 @@ async def _run(args: argparse.Namespace, url: str) -> int:
                 if await acc.find_account(conn, args.name) is not None:
                     raise LookupError(f"an account named {args.name!r} already exists")
                 made = await acc.create_account(conn, args.name)
+                await acc.set_quotas(conn, made.sid, _quota_flags(args))
                 print(json.dumps({"account_sid": made.sid, "auth_token": made.secret}))
+            elif args.verb == "update":
+                sid = await _account(conn, args.account)
+                await acc.set_quotas(conn, sid, _quota_flags(args))
+                row = (await conn.execute(select(*[t.accounts.c[c] for c in t.QUOTAS]).where(t.accounts.c.sid == sid))).one()
+                print(json.dumps({"account_sid": sid, **dict(row._mapping)}))
             elif args.verb == "list":
                 rows = (await conn.execute(select(t.accounts.c.sid, t.accounts.c.friendly_name, t.accounts.c.date_created)
                                            .order_by(t.accounts.c.date_created))).all()

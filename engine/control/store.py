@@ -48,7 +48,23 @@ accounts = Table(
     Column("friendly_name", String(64), nullable=False, unique=True),
     Column("token_hash", String(255), nullable=False),  # argon2id; the token itself is never stored
     *_dates(),
+    # Per-account quotas (`accounts create|update` flags); NULL: the engine-wide setting of that name.
+    Column("max_services", Integer, nullable=True),
+    Column("max_environments_per_service", Integer, nullable=True),
+    Column("builds_per_hour", Integer, nullable=True),
+    Column("max_version_bytes", Integer, nullable=True),
+    Column("max_build_bytes", Integer, nullable=True),
 )
+
+#: The quota columns of `accounts`, each named after the engine-wide setting it overrides
+#: (`max_services` overrides `max_services_per_account`).
+QUOTAS = {
+    "max_services": "max_services_per_account",
+    "max_environments_per_service": "max_environments_per_service",
+    "builds_per_hour": "builds_per_hour",
+    "max_version_bytes": "max_version_bytes",
+    "max_build_bytes": "max_build_bytes",
+}
 
 api_keys = Table(
     "api_keys", metadata,
@@ -188,12 +204,15 @@ def database_url(data_dir: Path | None, url: str | None) -> str:
     return f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'engine.db'}"
 
 
+def _make_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite"):
+        Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+
+
 def open_engine(url: str) -> AsyncEngine:
     """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
     is_sqlite = url.startswith("sqlite")
-    if is_sqlite:
-        path = url.split(":///", 1)[-1]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _make_sqlite_dir(url)
     db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
     if is_sqlite:
         @event.listens_for(db.sync_engine, "connect")
@@ -210,6 +229,7 @@ def migrate(url: str, revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
+    _make_sqlite_dir(url)
     cfg = Config()
     cfg.set_main_option("script_location", "engine.control:migrations")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

@@ -45,8 +45,8 @@ class ControlEngine:
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
 
-    def account(self, name: str) -> Account:
-        done = self.cli("accounts", "create", name)
+    def account(self, name: str, *flags: str) -> Account:
+        done = self.cli("accounts", "create", name, *flags)
         assert done.returncode == 0, done.stderr
         made = json.loads(done.stdout)
         return Account(made["account_sid"], made["auth_token"], self.api)

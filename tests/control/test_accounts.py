@@ -77,3 +77,24 @@ def test_api_keys_authenticate_as_their_account_and_a_wrong_secret_is_401(contro
     assert created["account_sid"] == account.sid
     assert [s["sid"] for s in ok(httpx.get(control_engine.api + "/Services", auth=account.auth))["services"]] == [created["sid"]]
     error(httpx.get(control_engine.api + "/Services", auth=(key["sid"], account.token)), 401)
+
+
+def test_db_upgrade_moves_an_older_store_to_the_newest_schema_keeping_its_accounts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+    import subprocess
+    import sys
+
+    from engine.control.store import database_url, migrate
+    from tests.control.conftest import REPO
+
+    data = tmp_path / "data"
+    migrate(database_url(data, None), "0001")  # the first schema, as an older engine left it
+    with sqlite3.connect(data / "engine.db") as db:
+        db.execute("INSERT INTO accounts (sid, friendly_name, token_hash, date_created, date_updated) "
+                   "VALUES ('AC" + "1" * 32 + "', 'old', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+    done = subprocess.run([sys.executable, "-m", "engine", "db", "upgrade", "--data-dir", str(data)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(data / "engine.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert db.execute("SELECT friendly_name, max_services FROM accounts").fetchall() == [("old", None)]

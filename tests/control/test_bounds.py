@@ -129,6 +129,30 @@ def test_a_domain_taken_by_another_account_is_409_without_revealing_its_owner(bo
         assert ok(c.get(f"/Services/{service}/Environments"))["environments"] == []
 
 
+def test_per_account_quotas_from_accounts_create_and_update_override_the_engine_wide_ones(bounded: ControlEngine) -> None:
+    big = bounded.account("quota-big", "--max-services", "4", "--max-version-bytes", "8192")
+    small = bounded.account("quota-small", "--max-services", "1")
+    with big.client() as c:
+        for i in range(4):  # one more than the engine-wide max_services_per_account (3)
+            make_service(c, f"big{i}")
+        error(c.post("/Services", data={"UniqueName": "big4", "FriendlyName": "x"}), 429, "max_services_per_account")
+        fn = ok(c.post("/Services/big0/Functions", data={"FriendlyName": "f"}), 201)["sid"]
+        url = f"/Services/big0/Functions/{fn}/Versions"
+        ok(c.post(url, data={"Path": "/f", "Visibility": "public"}, files={"Content": ("f.js", b"/" * 8192)}), 201)
+        error(c.post(url, data={"Path": "/g", "Visibility": "public"}, files={"Content": ("g.js", b"/" * 8193)}), 413,
+              "max_version_bytes")
+    with small.client() as c:
+        make_service(c, "small0")
+        error(c.post("/Services", data={"UniqueName": "small1", "FriendlyName": "x"}), 429, "max_services_per_account")
+        assert bounded.cli("accounts", "update", "quota-small", "--max-services", "2").returncode == 0
+        make_service(c, "small1")
+        assert bounded.cli("accounts", "update", "quota-small", "--max-services", "0").returncode == 0  # engine-wide: 3
+        make_service(c, "small2")
+        error(c.post("/Services", data={"UniqueName": "small3", "FriendlyName": "x"}), 429)
+    bad = bounded.cli("accounts", "update", "quota-small", "--builds-per-hour", "-1")
+    assert bad.returncode == 2 and "--builds-per-hour" in bad.stderr
+
+
 def _state(c: httpx.Client) -> Any:
     services = ok(c.get("/Services"))["services"]
     out = []

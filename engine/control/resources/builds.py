@@ -11,6 +11,7 @@ from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.control import lookup
+from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.builds import parse_dependencies
@@ -82,11 +83,12 @@ async def create(request: web.Request) -> web.Response:
             if clash != v.sid:
                 raise BadRequest(f"versions {clash} and {v.sid} both claim the {v.kind} path {v.path}")
         size = sum(v.size_bytes for v in [*functions, *assets])
-        if size > ctl.settings.max_build_bytes:
-            raise TooLarge(f"the build's versions total {size} bytes, over max_build_bytes ({ctl.settings.max_build_bytes})")
+        max_build = await quota(conn, acct, "max_build_bytes", ctl.settings)
+        if size > max_build:
+            raise TooLarge(f"the build's versions total {size} bytes, over max_build_bytes ({max_build})")
         recent = await conn.scalar(select(func.count()).select_from(t.builds).where(
             t.builds.c.account_sid == acct, t.builds.c.date_created > when - timedelta(hours=1)))
-        if recent >= ctl.settings.builds_per_hour:
+        if recent >= await quota(conn, acct, "builds_per_hour", ctl.settings):
             raise TooMany(f"this account made {recent} builds in the last hour, the most builds_per_hour allows; try later")
         sid = new_sid("ZB")
         await conn.execute(insert(t.builds).values(

@@ -10,6 +10,7 @@ from sqlalchemy import Row, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.control import lookup
+from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.errors import BadRequest, Conflict, TooMany
@@ -47,7 +48,7 @@ async def create(request: web.Request) -> web.Response:
     async with ctl.store.begin() as conn:
         service = await lookup.service(conn, acct, request.match_info["service"])
         count = await conn.scalar(select(func.count()).select_from(t.environments).where(t.environments.c.service_sid == service.sid))
-        if count >= ctl.settings.max_environments_per_service:
+        if count >= await quota(conn, acct, "max_environments_per_service", ctl.settings):
             raise TooMany(f"service {service.unique_name} has {count} environments, the most max_environments_per_service allows")
         domain = domain_name(service.unique_name, suffix, ctl.settings.domain)
         taken = (await conn.execute(select(t.environments.c.service_sid, t.environments.c.unique_name).where(

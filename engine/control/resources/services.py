@@ -10,6 +10,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.control import lookup
+from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.errors import BadRequest, Conflict, TooMany
@@ -51,8 +52,8 @@ async def create(request: web.Request) -> web.Response:
     ctl, acct, when = control(request), account(request), t.now()
     async with ctl.store.begin() as conn:
         count = await conn.scalar(select(func.count()).select_from(t.services).where(t.services.c.account_sid == acct))
-        if count >= ctl.settings.max_services_per_account:
-            raise TooMany(f"this account has {count} services, the most max_services_per_account allows; delete one first")
+        if count >= await quota(conn, acct, "max_services", ctl.settings):
+            raise TooMany(f"this account has {count} services, the most its max_services_per_account quota allows; delete one first")
         sid = new_sid("ZS")
         try:
             await conn.execute(insert(t.services).values(

@@ -13,6 +13,7 @@ from aiohttp import BodyPartReader, web
 from sqlalchemy import Row, insert, select
 
 from engine.control import lookup
+from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.errors import BadRequest, NotFound, TooLarge
@@ -127,7 +128,10 @@ def make_routes(kind: str) -> web.RouteTableDef:
         ctl, acct = control(request), account(request)
         async with ctl.store.connect() as conn:
             await parents(conn, request)  # 404 before reading a byte of another account's upload
-        fields, content, filename, content_type = await read_upload(request, ctl.settings.max_version_bytes)
+            # The listener's body cap (client_max_size) does not apply to a streamed multipart
+            # read, so the account's own quota may be above or below the engine-wide setting.
+            limit = await quota(conn, acct, "max_version_bytes", ctl.settings)
+        fields, content, filename, content_type = await read_upload(request, limit)
         path = check_path(fields.get("Path") or "", kind)
         visibility = fields.get("Visibility", "")
         if visibility not in VISIBILITIES:
