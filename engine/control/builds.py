@@ -96,7 +96,6 @@ async def materialise(conn: AsyncConnection, build: Any, dest: Path) -> None:
     sids = json.loads(build.function_versions) + json.loads(build.asset_versions)
     rows = (await conn.execute(select(t.versions).where(t.versions.c.sid.in_(sids)))).all() if sids else []
     tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     files: dict[str, bytes] = {}
     for row in rows:
         files[_file_for(row.kind, row.path, row.visibility, row.filename)] = await t.get_blob(conn, row.blob_sha256)
@@ -107,6 +106,7 @@ async def materialise(conn: AsyncConnection, build: Any, dest: Path) -> None:
         files["package.json"] = json.dumps(package, indent=2).encode()
 
     def write() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a build that was stopped halfway
         for rel, data in files.items():
             target = tmp / rel
             target.parent.mkdir(parents=True, exist_ok=True)
