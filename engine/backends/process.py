@@ -208,7 +208,7 @@ class ProcessBackend(Backend):
         if removed:
             log.info("process_backend_reaped", roots=[str(r) for r in removed])
         self.root = parent / process_tree.own_root_name()
-        self.root.mkdir(mode=0o700, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # parents: another engine may just have removed it
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def sweep(self) -> None:
@@ -297,3 +297,7 @@ class ProcessBackend(Backend):
             if killed:
                 log.warning("process_backend_stragglers_killed", processes=killed)
             await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
+            try:
+                self.root.parent.rmdir()  # the last engine out leaves no trace; another's root keeps it
+            except OSError:
+                pass
