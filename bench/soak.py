@@ -162,8 +162,10 @@ class Containers:
         self._pid, self._managed, self._owner = engine_pid, MANAGED_LABEL, OWNER_LABEL
 
     def ids(self) -> list[str]:
-        listed = self._client.containers.list(all=True, filters={"label": f"{self._managed}=true"})
-        return [c.id for c in listed if accounting.owner_matches(c.labels.get(self._owner, ""), self._pid)]
+        # The list call alone (no inspect per container): containers come and go while it runs.
+        listed = self._client.api.containers(all=True, filters={"label": f"{self._managed}=true"})
+        return [c["Id"] for c in listed
+                if accounting.owner_matches((c.get("Labels") or {}).get(self._owner, ""), self._pid)]
 
     def close(self) -> None:
         self._client.close()
