@@ -36,8 +36,10 @@ from engine.paths import node_runner_dir, python_runner_dir
 
 _PR_SET_PDEATHSIG = 1
 _STDERR_TAIL_BYTES = 16 * 1024
-#: How often adopted orphans (a worker's processes that left its tree) are killed and reaped.
-_SWEEP_INTERVAL_S = 1.0
+#: How often adopted orphans (a worker's processes that left its tree) are looked for, killed and
+#: reaped between worker kills (each kill sweeps too). A sweep reads every /proc/PID/stat (some
+#: milliseconds on a busy host), so not more often.
+_SWEEP_INTERVAL_S = 5.0
 
 log = structlog.get_logger("engine")
 

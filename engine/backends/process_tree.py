@@ -46,9 +46,15 @@ class ProcStat:
 def proc_stat(pid: int) -> ProcStat | None:
     """The fields of /proc/PID/stat we need, or None if the process is gone."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        raw = os.read(fd, 1024)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = raw[raw.rindex(b")") + 2:].split()
     return ProcStat(fields[0].decode(), int(fields[1]), int(fields[3]), int(fields[19]))
@@ -81,7 +87,10 @@ def sweep_adopted(skip: set[int]) -> int:
     """
     me, my_session = os.getpid(), os.getsid(0)
     ended = 0
+    deadline = time.monotonic() + _REAP_WAIT_S
     for _ in range(_KILL_ROUNDS):
+        if time.monotonic() > deadline:  # bounded: the caller holds up worker starts meanwhile
+            break
         adopted = [
             pid for pid in _pids()
             if pid not in skip and (st := proc_stat(pid)) is not None and st.ppid == me and st.session != my_session
@@ -94,13 +103,12 @@ def sweep_adopted(skip: set[int]) -> int:
             except ProcessLookupError:
                 pass
         for pid in adopted:
-            ended += _reap(pid)
+            ended += _reap(pid, deadline)
     return ended
 
 
-def _reap(pid: int) -> int:
+def _reap(pid: int, deadline: float) -> int:
     """Wait (bounded) for an adopted, killed child; once reaped, its own children are ours."""
-    deadline = time.monotonic() + _REAP_WAIT_S
     while True:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
