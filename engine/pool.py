@@ -241,10 +241,15 @@ class Pool:
         self._idle.append(worker)
 
     def _replenish(self) -> None:
-        """Start workers for waiters beyond those already starting, and up to min_idle idle."""
+        """Start workers for waiters beyond those already starting, and up to min_idle idle.
+
+        While the pool is failing, one start at a time (a probe): if it fails or dies young too,
+        the others would have as well, each at the cost of backend calls everyone shares.
+        """
         if self._closed:
             return
-        while len(self._workers) + self._starting < self.settings.max_workers:
+        at_once = 1 if self.failing else self.settings.max_workers
+        while len(self._workers) + self._starting < self.settings.max_workers and self._starting < at_once:
             want_for_waiters = len(self._waiters) > self._starting
             want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
             if not (want_for_waiters or want_for_idle):
