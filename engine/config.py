@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     max_worker_invocations: int = Field(default=10_000, ge=1)  # then it is retired and replaced
     max_worker_age_s: float = Field(default=3600.0, gt=0)  # then it is retired (after its invocation, or idle)
     # One tenant cannot hold the backend: the docker backend runs 8 calls at once for every pool.
-    max_lifecycle_calls_per_pool: int = Field(default=2, ge=1)  # starts, exit checks, removals in flight per pool
+    max_lifecycle_calls_per_pool: int = Field(default=2, ge=1)  # worker starts in flight per pool (and as many removals)
     crash_backoff_max_s: float = Field(default=10.0, gt=0)  # longest wait before a start after failed starts/young deaths
 
     # --- worker resources ---

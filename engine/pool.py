@@ -4,10 +4,11 @@ One invocation per worker. `min_idle` workers are kept ready; a taken worker tri
 replacement at once, so cold starts stay off the request path; the pool grows to `max_workers`
 under load, queues at most `max_queue` requests beyond that and answers the rest with 503.
 
-A pool is one tenant's and must not cost the others: its backend calls (start, exit status,
-removal) are bounded by `max_lifecycle_calls`, and when its workers cannot start or keep dying
-young the next start waits (growing, capped at `crash_backoff_max_s`) while its requests are
-answered at once with the reason. Each worker has a bounded life (`max_worker_invocations`,
+A pool is one tenant's and must not cost the others: it has at most `max_lifecycle_calls` worker
+starts in flight on the backend (and as many removals and exit checks), a start whose turn comes
+when nobody needs it any more is dropped, and when its workers cannot start or keep dying young
+the next start waits (growing, capped at `crash_backoff_max_s`) while its requests are answered
+at once with the reason. Each worker has a bounded life (`max_worker_invocations`,
 `max_worker_age_s`), so whatever a handler left in it that no check can see does not last.
 """
 
@@ -46,12 +47,15 @@ class PoolSettings:
     max_frame_bytes: int
     max_worker_invocations: int = 10_000  # then the worker is retired after its invocation
     max_worker_age_s: float = 3600.0  # then the worker is retired after its invocation (or while idle)
-    max_lifecycle_calls: int = 2  # backend calls (start, exit status, removal) in flight for this pool
+    max_lifecycle_calls: int = 2  # backend starts in flight for this pool, and as many removals/exit checks
     crash_backoff_max_s: float = 10.0  # longest wait before a start after failed starts or young deaths
 
 
 #: The first back-off step; each further failure or young death doubles it, up to crash_backoff_max_s.
 _BACKOFF_FIRST_S = 0.2
+#: Workers in a row that die young before the pool counts as crash-looping (one at a time, 503 at once):
+#: a single crash (a handler that ran out of memory once) only delays the next start a little.
+CRASH_LOOP_DEATHS = 3
 
 
 class Pool:
@@ -81,7 +85,10 @@ class Pool:
         self._last_crash: str | None = None
         self._next_start = 0.0  # loop time before which no start begins (the back-off), for Retry-After
         self._settled = False  # the first warm-up is over: min_idle reached once, or a start failed
-        self._lifecycle = asyncio.Semaphore(settings.max_lifecycle_calls)
+        # This pool's share of the backend's calls: starts, and apart from them removals and exit
+        # checks, so a 504's removal or a crash's 502 never waits behind a queue of starts.
+        self._start_slots = asyncio.Semaphore(settings.max_lifecycle_calls)
+        self._stop_slots = asyncio.Semaphore(settings.max_lifecycle_calls)
         self._reaper: asyncio.Task[None] | None = None
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
@@ -115,7 +122,7 @@ class Pool:
     @property
     def failing(self) -> bool:
         """Its last start failed, or its workers keep dying before finishing an invocation."""
-        return bool(self._failures or self._crashes)
+        return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS
 
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
@@ -266,9 +273,12 @@ class Pool:
                 self._next_start = max(self._next_start, loop.time() + delay)
                 await asyncio.sleep(delay)
             started = time.monotonic()
-            async with self._lifecycle:  # this pool's share of the backend's calls
+            async with self._start_slots:
+                if not self._still_wanted():  # its turn came after the burst that asked for it was served
+                    self._starting -= 1
+                    return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
-            worker = Worker(channel, self.spec.service, self._worker_died, self._lifecycle)
+            worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
             ready = await worker.bootstrap(self.init, self.settings.bootstrap_timeout_s)
         except (EngineError, OSError) as exc:
             self._starting -= 1
@@ -302,6 +312,12 @@ class Pool:
                  load_errors=ready.load_errors or None)
         self._offer(worker)
 
+    def _still_wanted(self) -> bool:
+        """Whether a start under way (counted in `_starting`) is still needed: `_replenish`'s test, itself included."""
+        if self._closed:
+            return False
+        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= self.settings.min_idle
+
     def _fail_waiters_if_hopeless(self) -> None:
         """With nothing alive or starting, waiters would only time out: tell them now why."""
         if not (self._workers or self._starting):
@@ -333,7 +349,7 @@ class Pool:
             self._crashes += 1
             self._last_crash = worker.death_detail or reason
             self._next_start = max(self._next_start, asyncio.get_running_loop().time() + self._backoff_s())
-            if not self._workers:
+            if self.failing and not self._workers:
                 self._fail_waiters()
         log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
