@@ -61,7 +61,8 @@ class Engine:
         self._runners: list[web.AppRunner] = []
         self._front_runner: web.AppRunner | None = None
         self._stopping = False
-        self._warmed = False  # every pool's first warm-up is over (then readiness no longer looks at pools)
+        self._warmed = False  # every pool's warm-up is over (then readiness no longer looks at pools)
+        self._backend_was_down = False
         self.urls: list[str] = []
 
     # --- start ----------------------------------------------------------------------------
@@ -186,13 +187,19 @@ class Engine:
 
         At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
         failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
-        engine is warm before it takes traffic. After that only the backend and draining count.
+        engine is warm before it takes traffic; likewise once the backend is back after an outage.
+        Otherwise only the backend and draining count.
         """
         if self._stopping:
             return False, "shutting down"
-        if self.backend is None or not await self.backend.healthy():
-            return False, f"backend {self.settings.backend} unreachable"
         pools = [(f"{s.name}/{rt}", p) for s in self.services for rt, p in s.pools.items()]
+        if self.backend is None or not await self.backend.healthy():
+            self._backend_was_down = True
+            return False, f"backend {self.settings.backend} unreachable"
+        if self._backend_was_down:  # back: every pool retries now, and is warm again before traffic
+            self._backend_was_down = self._warmed = False
+            for _, pool in pools:
+                pool.rewarm()
         if not self._warmed:
             waiting = [name for name, p in pools if not p.settled]
             if waiting:

@@ -84,7 +84,8 @@ class Pool:
         self._crashes = 0  # workers in a row that died by themselves before finishing an invocation
         self._last_crash: str | None = None
         self._next_start = 0.0  # loop time before which no start begins (the back-off), for Retry-After
-        self._settled = False  # the first warm-up is over: min_idle reached once, or a start failed
+        self._settled = False  # the warm-up is over: min_idle reached once, or a start failed
+        self._retry_now = asyncio.Event()  # cuts a back-off short (the backend is back)
         # This pool's share of the backend's calls: starts, and apart from them removals and exit
         # checks, so a 504's removal or a crash's 502 never waits behind a queue of starts.
         self._start_slots = asyncio.Semaphore(settings.max_lifecycle_calls)
@@ -116,13 +117,20 @@ class Pool:
 
     @property
     def settled(self) -> bool:
-        """Its first warm-up is over: it reached min_idle once, or a start failed (for start-up readiness)."""
+        """Its warm-up is over: it reached min_idle, or a start failed (for readiness at start-up and after an outage)."""
         return self._settled or self.ready
 
     @property
     def failing(self) -> bool:
         """Its last start failed, or its workers keep dying before finishing an invocation."""
         return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS
+
+    def rewarm(self) -> None:
+        """The backend is back after an outage: retry starts now, and count as warming until one ends."""
+        self._settled = False
+        self._retry_now.set()
+        self._retry_now = asyncio.Event()
+        self._replenish()
 
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
@@ -271,7 +279,10 @@ class Pool:
             if delay:
                 loop = asyncio.get_running_loop()
                 self._next_start = max(self._next_start, loop.time() + delay)
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
+                except TimeoutError:
+                    pass
             started = time.monotonic()
             async with self._start_slots:
                 if not self._still_wanted():  # its turn came after the burst that asked for it was served
