@@ -177,13 +177,13 @@ def test_a_crash_looping_service_costs_its_neighbours_no_error_and_no_slow_reque
 # --- the deadline covers the write ---------------------------------------------------------------
 
 
-def test_a_worker_that_stops_reading_cannot_hold_a_large_write_past_the_deadline(engine_factory):
+def test_a_worker_that_stops_reading_cannot_hold_a_large_write_past_the_deadline(engine_factory, docker_backend):
     """The handler swaps the runner's input for a pipe nobody writes to and answers normally; the
     next request carries a ~900 KB body, whose frame the worker never reads. The engine answers
     504 at the function's time limit, replaces the worker, and the request after that is fine."""
     time_limit_s = 3.0
     engine = engine_factory(
-        f"good={GOOD}", backend="docker",
+        f"good={GOOD}", backend=docker_backend,
         config={"min_idle": 1, "max_workers": 1, "time_limit_s": time_limit_s},
     )
     with engine.client(timeout=60) as client:
