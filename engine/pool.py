@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,8 +222,7 @@ class Pool:
         return sum(1 for w in self._workers if w.state is WorkerState.BUSY)
 
     def _past_lifetime(self, worker: Worker, now: float) -> bool:
-        return (worker.invocations >= self.settings.max_worker_invocations
-                or now - worker.started_at >= self.settings.max_worker_age_s)
+        return worker.invocations >= self.settings.max_worker_invocations or now >= worker.retire_at
 
     def _backoff_s(self) -> float:
         """How long the next start waits: 0 when healthy, else doubling per failure, capped."""
@@ -290,6 +290,9 @@ class Pool:
                     return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
             worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
+            # Up to 10 % early, so workers started together (at start-up, after a burst) do not all
+            # retire in the same moment and leave the pool cold.
+            worker.retire_at = worker.started_at + self.settings.max_worker_age_s * random.uniform(0.9, 1.0)
             ready = await worker.bootstrap(self.init, self.settings.bootstrap_timeout_s)
         except (EngineError, OSError) as exc:
             self._starting -= 1

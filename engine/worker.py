@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Worker:
         self.service = service
         self.state = WorkerState.STARTING
         self.started_at = self.idle_since = time.monotonic()
+        self.retire_at = math.inf  # monotonic time after which the pool replaces it (max_worker_age_s)
         self.invocations = 0  # invocations sent to it (the one in flight included)
         self.ready: protocol.Ready | None = None
         self.death: str | None = None  # why it died, once DEAD
