@@ -21,12 +21,13 @@ from tests.docker_helpers import log_records, wait_for
 GOOD = PROJECTS / "tenant-good"
 BOOT_EXIT = PROJECTS / "tenant-boot-exit"
 BOOT_RAISE = PROJECTS / "tenant-boot-raise"
+BOOT_SEGV = PROJECTS / "tenant-boot-segv"
 
 
 @pytest.fixture
 def engine(engine_factory, docker_available):
     return engine_factory(
-        f"good={GOOD}", f"boot-exit={BOOT_EXIT}", f"boot-raise={BOOT_RAISE}", backend="docker",
+        f"good={GOOD}", f"boot-exit={BOOT_EXIT}", f"boot-raise={BOOT_RAISE}", f"boot-segv={BOOT_SEGV}", backend="docker",
         args=["--domain", "localhost"], config={"min_idle": 1, "max_workers": 2}, ready_timeout=180,
     )
 
@@ -76,8 +77,24 @@ def test_a_boot_failure_is_a_metric_and_a_log_line(engine):
         lambda: [r for r in log_records(engine) if r.get("event") == "worker_start_failed"], 10,
         "a worker_start_failed line",
     )
-    assert all(r["pool"] == "boot-exit/python" for r in failures), failures
-    assert "the worker exited with code 3" in failures[0]["error"], failures[0]
+    assert {r["pool"] for r in failures} <= {"boot-exit/python", "boot-segv/python"}, failures
+    exit_line = next(r for r in failures if r["pool"] == "boot-exit/python")
+    assert "the worker exited with code 3" in exit_line["error"], exit_line
+
+
+def test_a_runner_that_crashes_while_loading_logs_its_stderr_with_the_start_failure(engine):
+    """A segfault at import: the runner's own crash output (faulthandler's traceback) is in the
+    `worker_start_failed` line, and the service's requests get the signal as the reason."""
+    failure = wait_for(
+        lambda: next((r for r in log_records(engine)
+                      if r.get("event") == "worker_start_failed" and r.get("pool") == "boot-segv/python"), None),
+        30, "the boot-segv start failure",
+    )
+    assert "SIGSEGV" in failure["error"], failure
+    assert "Segmentation fault" in (failure.get("stderr") or ""), failure
+    assert "hello.py" in failure["stderr"], failure
+    reply = _get(engine, "boot-segv", "/hello")
+    assert reply.status_code == 503 and "could not start" in reply.text and "SIGSEGV" in reply.text, reply.text
 
 
 def test_a_module_that_raises_at_import_is_a_500_from_the_function_not_a_boot_failure(engine):
