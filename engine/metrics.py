@@ -25,7 +25,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 NO_LABEL: Final = "(none)"
 
 #: Why a worker ended: the only values of `worker_exits_total{reason}`.
-EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown")
+EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired")
 
 _WORKER_STATES: Final = ("starting", "idle", "busy")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
@@ -55,6 +55,12 @@ QUEUE_REJECTIONS = Counter("queue_rejections", "Requests answered 503 because th
                            ["service", "runtime"], namespace=NAMESPACE, registry=REGISTRY)
 LOG_BYTES = Counter("handler_log_bytes", "Handler output bytes, kept or dropped over the cap.",
                     ["service", "outcome"], namespace=NAMESPACE, registry=REGISTRY)
+START_FAILURES = Counter("worker_start_failures", "Worker starts that failed: not created, or no `ready` "
+                         "(exited, broke the protocol or timed out during init).", ["service", "runtime"],
+                         namespace=NAMESPACE, registry=REGISTRY)
+POOL_HEALTHY = Gauge("pool_healthy", "1 while a pool's workers start and finish invocations; 0 while its "
+                     "last start failed or its workers keep dying before finishing one.", ["service", "runtime"],
+                     namespace=NAMESPACE, registry=REGISTRY)
 IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["kind", "outcome"],
                        namespace=NAMESPACE, registry=REGISTRY)
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
@@ -69,6 +75,7 @@ def init_pool(service: str, runtime: str) -> None:
     for reason in EXIT_REASONS:
         WORKER_EXITS.labels(service, runtime, reason)
     COLD_STARTS.labels(service, runtime)
+    START_FAILURES.labels(service, runtime)
     QUEUE_DEPTH.labels(service, runtime)
     QUEUE_REJECTIONS.labels(service, runtime)
     for outcome in ("kept", "dropped"):
