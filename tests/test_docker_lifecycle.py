@@ -35,7 +35,7 @@ import pytest
 from tests.docker_helpers import engine_id_of, log_records, wait_for
 
 from engine import images
-from engine.backends.docker import _owner_token
+from engine.backends.docker_reaper import owner_token
 
 PROJECTS = Path(__file__).resolve().parent / "projects"
 LIMITS = PROJECTS / "limits"
@@ -372,7 +372,7 @@ def test_daemon_gone_mid_run_fails_fast_and_the_pool_rebuilds_when_it_is_back(
 @pytest.mark.docker
 def test_reap_all_removes_every_managed_container_at_start_up(second_daemon, engine_factory):
     """Default ("dead-owners"): a container whose owner lives is left alone; "all": it is removed."""
-    owner = _owner_token()  # this test process: alive
+    owner = owner_token()  # this test process: alive
     foreign = docker_cli(
         "create", "--network", "none", "--label", f"{MANAGED_LABEL}=true", "--label", f"{ENGINE_LABEL}=someone-else",
         "--label", f"{OWNER_LABEL}={owner}", images.BASE_TAG, "true", host=second_daemon.host,
