@@ -59,6 +59,9 @@ class Pool:
         self._idle: collections.deque[Worker] = collections.deque()
         self._workers: set[Worker] = set()
         self._starting = 0
+        # Dead workers whose container (or process) is not gone yet: they count against max_workers
+        # until it is, so a tenant cannot run more than max_workers by timing out.
+        self._removing: set[Worker] = set()
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -69,7 +72,7 @@ class Pool:
         metrics.init_pool(spec.service, spec.runtime)
         # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
         for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
-                             ("starting", lambda: self._starting)):
+                             ("starting", lambda: self._starting), ("removing", lambda: len(self._removing))):
             metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
         metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
         self._acquire_seconds = metrics.ACQUIRE_SECONDS.labels(**self._labels)
@@ -178,7 +181,7 @@ class Pool:
         """Start workers for waiters beyond those already starting, and up to min_idle idle."""
         if self._closed:
             return
-        while len(self._workers) + self._starting < self.settings.max_workers:
+        while len(self._workers) + self._starting + len(self._removing) < self.settings.max_workers:
             want_for_waiters = len(self._waiters) > self._starting
             want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
             if not (want_for_waiters or want_for_idle):
@@ -249,7 +252,17 @@ class Pool:
             pass
         log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
+        self._removing.add(worker)
+        self._spawn_task(self._until_removed(worker))
         self._replenish()
+
+    async def _until_removed(self, worker: Worker) -> None:
+        """Hold the dead worker's place in max_workers until the backend says it is gone."""
+        try:
+            await worker.channel.wait_removed()
+        finally:
+            self._removing.discard(worker)
+            self._replenish()
 
     async def _reap_idle(self) -> None:
         interval = max(0.5, min(30.0, self.settings.idle_timeout_s / 4))

@@ -132,11 +132,16 @@ class Worker:
 
     async def kill(self, reason: str) -> None:
         """Stop the worker from outside. Idempotent; the reader notices the closed channel."""
+        self.mark_dead(reason)
+        await self.channel.kill()
+
+    def mark_dead(self, reason: str) -> None:
+        """DEAD now, for `reason` (once); the pool's on_dead removes it in the background, so a caller
+        answering a client (504, 502) never waits for the backend."""
         if self.state is not WorkerState.DEAD:
             self.death = reason
             self.state = WorkerState.DEAD
             self._on_dead(self)
-        await self.channel.kill()
 
     async def exit_info(self) -> ExitInfo:
         return await self.channel.exit_info()

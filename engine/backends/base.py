@@ -91,6 +91,11 @@ class WorkerChannel(abc.ABC):
     async def kill(self) -> None:
         """Stop the worker at once and release everything it holds. Idempotent."""
 
+    async def wait_removed(self) -> None:
+        """Until everything the worker held is released for good (its container removed), however
+        long that takes; kill() may return earlier, with the release still going on."""
+        await self.kill()
+
     @abc.abstractmethod
     async def exit_info(self) -> ExitInfo:
         """Why the worker ended (call after the channel closed or kill); waits briefly for it."""

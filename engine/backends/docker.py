@@ -51,6 +51,7 @@ from engine.backends.docker_reaper import (
     ContainerReaper,
     DockerUnreachable,
     ReapMode,
+    Removal,
     root_cause,
 )
 from engine.backends.docker_stream import AttachedStream, detach_socket, open_stream
@@ -89,7 +90,7 @@ class DockerWorker(WorkerChannel):
         self.stream = stream
         self._killed = False  # the engine stopped it (vs it stopping by itself)
         self._exit: ExitInfo | None = None
-        self._kill_task: asyncio.Future[None] | None = None
+        self._removal: Removal | None = None
         self._removed = False
         self._lock = threading.Lock()
 
@@ -103,23 +104,31 @@ class DockerWorker(WorkerChannel):
         return self.stream.stderr_tail()
 
     async def kill(self) -> None:
-        """Close the channel and remove the container; never raises (a removal that fails is retried later)."""
-        if self._kill_task is None:
+        """Close the channel and start removing the container; returns after the first attempt, never raises.
+
+        A removal that fails goes on in the background until the container is gone (`wait_removed`).
+        """
+        removal = self._start_removal()
+        if removal is not None:
+            # asyncio.wait: a caller cancelled mid-kill does not stop the removal.
+            await asyncio.wait([removal.tried, removal.gone], return_when=asyncio.FIRST_COMPLETED)
+
+    async def wait_removed(self) -> None:
+        """Until the container is gone (retried for as long as it takes), or the backend closed."""
+        removal = self._start_removal()
+        if removal is not None:
+            await asyncio.wait([removal.gone])  # ends too when close() stops the retries (it removes the rest)
+
+    def _start_removal(self) -> Removal | None:
+        if self._removal is None:
             self.stream.close()
             if self._removed or self._backend.closed:  # close() already removed every container
                 self._killed = self._killed or self._exit is None
                 self._removed = True
-                return
+                return None
             self._killed = self._exit is None
-            self._kill_task = asyncio.ensure_future(self._remove())
-        # Shielded: a caller cancelled mid-kill must not leave the container behind.
-        await asyncio.shield(self._kill_task)
-
-    async def _remove(self) -> None:
-        try:
-            await self._backend._call(self._remove_sync)
-        except BackendError as exc:
-            self._backend.reaper.defer(self.container_id, exc)
+            self._removal = self._backend.reaper.remove(self.container_id, self.worker_id, self._remove_sync)
+        return self._removal
 
     async def exit_info(self) -> ExitInfo:
         if self._exit is None and not self._removed and not self._backend.closed:
@@ -150,8 +159,8 @@ class DockerWorker(WorkerChannel):
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as exc:
-                if exc.status_code == 409:  # removal already in progress
-                    return
+                if exc.status_code == 409:  # removal already in progress: the next try sees it gone
+                    raise BackendError(f"worker container {self.worker_id} is being removed by the daemon") from exc
                 raise BackendError(f"cannot remove worker container {self.worker_id}: {exc.explanation or exc}") from exc
             self._removed = True
             self._backend.reaper.forget(self.container_id)

@@ -4,6 +4,11 @@ Every container carries labels that say it is the engine's and which engine proc
 (host, boot, pid, start time), so start-up can reap what a dead engine left behind, a periodic
 sweep removes what an engine killed mid-create leaves, and close() removes everything this one made.
 
+A worker's container is removed in the background until it is gone: a removal that fails is
+retried with a bounded back-off (REMOVE_RETRY_FIRST_S doubling to REMOVE_RETRY_MAX_S), one
+`docker_remove_retry` log line per retry naming the container and the error, for as long as the
+engine runs; the pool counts the worker against `max_workers` until then.
+
 The daemon may go away while the engine runs (restarted, crashed, its socket gone). While it is
 unreachable, the containers that could not be removed are remembered; a watch task pings the
 daemon and, once it answers again, removes them and this engine's containers it does not know
@@ -13,6 +18,8 @@ daemon and, once it answers again, removes them and this engine's containers it 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -40,6 +47,10 @@ OCI_RUNTIME_LABEL = "io.functions-engine.oci-runtime"  # runc or runsc
 
 RECONNECT_INTERVAL_S = 1.0  # how often an unreachable daemon is pinged until it answers again
 REAP_INTERVAL_S = 60.0  # how often containers of dead engine processes are looked for while running
+# A failed removal is retried after REMOVE_RETRY_FIRST_S, doubling up to REMOVE_RETRY_MAX_S between
+# tries, until the container is gone: quick for a passing error, gentle on a daemon that keeps failing.
+REMOVE_RETRY_FIRST_S = 0.5
+REMOVE_RETRY_MAX_S = 10.0
 
 ReapMode = Literal["dead-owners", "all"]
 #: Runs one blocking docker call in the backend's executor; docker errors become BackendError.
@@ -48,6 +59,14 @@ CallFn = Callable[..., Awaitable[Any]]
 
 class DockerUnreachable(BackendError):
     """The Docker daemon did not answer: its socket is gone, refuses connections or timed out."""
+
+
+@dataclasses.dataclass
+class Removal:
+    """One container being removed: `tried` ends after the first attempt, `gone` once it is removed."""
+
+    tried: asyncio.Future[None]
+    gone: asyncio.Future[None]
 
 
 class ContainerReaper:
@@ -65,11 +84,14 @@ class ContainerReaper:
         self._on_forget = on_forget  # the backend drops its worker of that container
         self.containers: set[str] = set()  # ids of containers this backend made and has not removed
         self.creating: set[str] = set()  # names of containers being created (their id is not known yet)
-        self.deferred: set[str] = set()  # containers whose removal failed; retried when the daemon answers
+        self.deferred: set[str] = set()  # containers whose removal failed at least once; still retried
         self.reachable = True
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: asyncio.Task[None] | None = None  # pings an unreachable daemon until it is back
         self._sweeper: asyncio.Task[None] | None = None
+        self._removals: dict[str, Removal] = {}  # container id -> its removal under way
+        self._nappers: set[asyncio.Future[None]] = set()  # removals waiting to retry; woken when the daemon is back
 
     # -- bookkeeping --
 
@@ -87,12 +109,65 @@ class ContainerReaper:
             self._watch = asyncio.get_running_loop().create_task(self._watch_daemon(), name="docker-watch")
         return DockerUnreachable(f"the Docker daemon at {self._where} is unreachable ({root_cause(exc)})")
 
-    def defer(self, container_id: str, exc: BaseException) -> None:
-        """A container could not be removed now: remove it once the daemon answers again (or at close)."""
-        self.deferred.add(container_id)
-        log.warning("docker_remove_deferred", container=container_id[:12], error=str(exc))
-        if self.reachable and not self.closed:  # a one-off API error, not an outage: retry soon
-            asyncio.get_running_loop().call_later(RECONNECT_INTERVAL_S, self.retry_deferred)
+    def remove(self, container_id: str, name: str | None = None,
+               remove_sync: Callable[[], Any] | None = None) -> Removal:
+        """Remove a container until it is gone (idempotent); `remove_sync` raises BackendError to retry."""
+        removal = self._removals.get(container_id)
+        if removal is None:
+            loop = asyncio.get_running_loop()
+            tried: asyncio.Future[None] = loop.create_future()
+            attempt = remove_sync or functools.partial(self.remove_sync, container_id)
+            gone = loop.create_task(self._remove_until_gone(container_id, name or container_id[:12], attempt, tried),
+                                    name=f"docker-remove-{container_id[:12]}")
+            removal = self._removals[container_id] = Removal(tried, gone)
+            gone.add_done_callback(lambda _: self._removals.pop(container_id, None))
+        return removal
+
+    @property
+    def removing(self) -> int:
+        """Containers whose removal is under way (being tried, or waiting to be retried)."""
+        return len(self._removals)
+
+    async def _remove_until_gone(self, container_id: str, name: str, attempt: Callable[[], Any],
+                                 tried: asyncio.Future[None]) -> None:
+        delay, attempts = REMOVE_RETRY_FIRST_S, 0
+        try:
+            while not self.closed:  # once closed, close() makes the last attempt
+                attempts += 1
+                try:
+                    await self._call(attempt)
+                except BackendError as exc:
+                    self.deferred.add(container_id)
+                    log.warning("docker_remove_retry", container=name, container_id=container_id[:12],
+                                error=str(exc), attempt=attempts, retry_in_s=delay)
+                else:
+                    self.deferred.discard(container_id)
+                    if attempts > 1:
+                        log.info("docker_removed_after_retries", container=name, container_id=container_id[:12],
+                                 attempts=attempts)
+                    return
+                finally:
+                    if not tried.done():
+                        tried.set_result(None)
+                await self._nap(delay)
+                delay = min(delay * 2, REMOVE_RETRY_MAX_S)
+        finally:
+            if not tried.done():
+                tried.set_result(None)
+
+    async def _nap(self, delay: float) -> None:
+        """Sleep `delay` seconds, or until the daemon answers again after an outage."""
+        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._nappers.add(waker)
+        try:
+            await asyncio.wait([waker], timeout=delay)
+        finally:
+            self._nappers.discard(waker)
+
+    def _wake_removals(self) -> None:
+        for waker in self._nappers:
+            if not waker.done():
+                waker.set_result(None)
 
     def retry_deferred(self) -> None:
         if not self.closed and (self._watch is None or self._watch.done()):
@@ -115,11 +190,13 @@ class ContainerReaper:
         return True
 
     def remove_or_defer_sync(self, container_id: str) -> None:
-        """Remove a container from a worker thread; if the daemon will not, leave it to the watch task."""
+        """Remove a container from a worker thread; if the daemon will not, retry it from the event loop."""
         try:
             self.remove_sync(container_id)
         except (BackendError, docker.errors.DockerException, requests.exceptions.RequestException):
             self.deferred.add(container_id)
+            if self._loop is not None and not self.closed:
+                self._loop.call_soon_threadsafe(self.remove, container_id)
 
     def reap_sync(self, mode: ReapMode, at_start: bool) -> list[str]:
         """Remove the engine's orphan containers: all of them (mode "all"), or those whose owner is dead.
@@ -147,9 +224,12 @@ class ContainerReaper:
         api = self._api()
         api.ping()
         removed = []
-        stale = set(self.deferred)
-        creating = {f"/{name}" for name in set(self.creating)}
-        for summary in api.containers(all=True, filters={"label": f"{ENGINE_LABEL}={self.engine_id}"}):
+        stale = set(self.deferred) - set(self._removals)  # those under way retry on their own
+        listed = api.containers(all=True, filters={"label": f"{ENGINE_LABEL}={self.engine_id}"})
+        # Listed first, then checked against the live sets: a create that finishes in between adds its
+        # id to `containers` before it drops its name from `creating`, so it is in one or the other.
+        for summary in listed:
+            creating = {f"/{name}" for name in set(self.creating)}
             if summary["Id"] not in self.containers and not creating.intersection(summary.get("Names") or []):
                 stale.add(summary["Id"])
         for container_id in stale:
@@ -170,6 +250,7 @@ class ContainerReaper:
 
     async def start(self, mode: ReapMode) -> list[str]:
         """Reap at start-up, then sweep for dead engines' containers every REAP_INTERVAL_S."""
+        self._loop = asyncio.get_running_loop()
         removed = await self._call(self.reap_sync, mode, True)
         self._sweeper = asyncio.get_running_loop().create_task(self._reap_dead_owners(), name="docker-reaper")
         return removed
@@ -204,11 +285,14 @@ class ContainerReaper:
             if not self.reachable:
                 log.info("docker_reachable_again", docker_host=self._where, removed=len(removed))
             self.reachable = True
+            self._wake_removals()
             return
 
-    def stop(self) -> list[asyncio.Task[None]]:
-        """Cancel the background tasks; returns them for the caller to await once its executor is down."""
+    def stop(self) -> list[asyncio.Future[None]]:
+        """Cancel the background tasks and the removals' retries (close() removes what is left);
+        returns them for the caller to await once its executor is down."""
         tasks = [task for task in (self._watch, self._sweeper) if task is not None]
+        tasks += [removal.gone for removal in self._removals.values()]
         for task in tasks:
             task.cancel()
         return tasks
