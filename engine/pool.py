@@ -105,6 +105,10 @@ class Pool:
             # than queueing for the back-off; starts keep being retried in the background.
             self._replenish()
             raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {self._last_failure}")
+        if self._removing and not self._workers and not self._starting:
+            down = self.backend.unavailable()
+            if down:  # every free place is held by a dead worker the backend cannot remove now
+                raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {down}")
         if len(self._waiters) >= self.settings.max_queue:
             metrics.QUEUE_REJECTIONS.labels(**self._labels).inc()
             raise PoolSaturated(

@@ -126,6 +126,11 @@ class Backend(abc.ABC):
         """Whether new workers can be started now (for /readyz)."""
         return True
 
+    def unavailable(self) -> str | None:
+        """Why workers can be neither started nor removed now, as far as the backend already knows
+        (no I/O: a request must not wait to find out); None when nothing is known to be wrong."""
+        return None
+
     async def close(self) -> None:
         """Remove every worker this backend started."""
 

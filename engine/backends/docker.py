@@ -323,6 +323,11 @@ class DockerBackend(Backend):
             self.reaper.retry_deferred()
         return self.reaper.reachable
 
+    def unavailable(self) -> str | None:
+        if self.reaper.reachable:
+            return None
+        return f"the Docker daemon at {self._where} is unreachable"
+
     async def close(self) -> None:
         """Remove every container this backend started (and any labelled with this engine id)."""
         if self.closed:
