@@ -123,11 +123,6 @@ class ContainerReaper:
             gone.add_done_callback(lambda _: self._removals.pop(container_id, None))
         return removal
 
-    @property
-    def removing(self) -> int:
-        """Containers whose removal is under way (being tried, or waiting to be retried)."""
-        return len(self._removals)
-
     async def _remove_until_gone(self, container_id: str, name: str, attempt: Callable[[], Any],
                                  tried: asyncio.Future[None]) -> None:
         delay, attempts = REMOVE_RETRY_FIRST_S, 0
@@ -136,7 +131,7 @@ class ContainerReaper:
                 attempts += 1
                 try:
                     await self._call(attempt)
-                except BackendError as exc:
+                except Exception as exc:  # BackendError, or a bug: either way the container must still go
                     self.deferred.add(container_id)
                     log.warning("docker_remove_retry", container=name, container_id=container_id[:12],
                                 error=str(exc), attempt=attempts, retry_in_s=delay)
