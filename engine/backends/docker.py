@@ -333,6 +333,7 @@ class DockerBackend(Backend):
         if self.closed:
             return
         reaper_tasks = self.reaper.stop()
+        self.reaper.closed = True  # no new retries or watch: what is left is removed below, once
         if self._oom is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._oom.close)
         for worker in list(self._workers.values()):
@@ -348,7 +349,7 @@ class DockerBackend(Backend):
         if self._ping_client is not None:
             self._ping_client.close()
             self._ping_client = None
-        self.closed = self.reaper.closed = True
+        self.closed = True
         self._executor.shutdown(wait=True)
         self._health_executor.shutdown(wait=True)
         for task in reaper_tasks:
