@@ -342,7 +342,8 @@ class DockerBackend(Backend):
             try:
                 await self._call(self.reaper.remove_all_sync)
             except BackendError as exc:
-                log.error("docker_cleanup_incomplete", error=str(exc), left=len(self.reaper.containers | self.reaper.deferred),
+                left = len(self.reaper.containers | self.reaper.deferred)
+                log.error("docker_cleanup_incomplete", error=str(exc), left=left,
                           advice="the next engine to start on this daemon removes them (their owner is dead by then)")
             client, self._client = self._client, None
             await self._call(client.close)

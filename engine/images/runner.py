@@ -84,7 +84,8 @@ def ensure_runner_image(
                 copy_readable(src, dest)
             (context / "runner").mkdir(exist_ok=True)
             progress(f"fetching twilio=={twilio_version()} and its dependencies for CPython {IMAGE_PYTHON_VERSION}")
-            pip_install_for_image(context / "site-packages", [f"twilio=={twilio_version()}"], progress, what="the runner's twilio package")
+            pip_install_for_image(context / "site-packages", [f"twilio=={twilio_version()}"], progress,
+                                  what="the runner's twilio package")
             normalise_modes(context / "site-packages")
             docker_build(
                 client, context, tag, progress,
