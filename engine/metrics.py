@@ -27,7 +27,7 @@ NO_LABEL: Final = "(none)"
 #: Why a worker ended: the only values of `worker_exits_total{reason}`.
 EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired")
 
-_WORKER_STATES: Final = ("starting", "idle", "busy")
+_WORKER_STATES: Final = ("starting", "idle", "busy", "removing")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 

@@ -77,6 +77,9 @@ class Pool:
         self._idle: collections.deque[Worker] = collections.deque()
         self._workers: set[Worker] = set()
         self._starting = 0
+        # Dead workers whose container (or process) is not gone yet: they count against max_workers
+        # until it is, so a tenant cannot run more than max_workers by timing out.
+        self._removing: set[Worker] = set()
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -96,7 +99,7 @@ class Pool:
         metrics.init_pool(spec.service, spec.runtime)
         # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
         for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
-                             ("starting", lambda: self._starting)):
+                             ("starting", lambda: self._starting), ("removing", lambda: len(self._removing))):
             metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
         metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
         metrics.POOL_HEALTHY.labels(**self._labels).set_function(lambda: 0 if self.failing else 1)
@@ -150,6 +153,10 @@ class Pool:
             # starts keep being retried in the background.
             self._replenish()
             raise self._unavailable()
+        if self._removing and not self._workers and not self._starting:
+            down = self.backend.unavailable()
+            if down:  # every free place is held by a dead worker the backend cannot remove now
+                raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {down}")
         if len(self._waiters) >= self.settings.max_queue:
             metrics.QUEUE_REJECTIONS.labels(**self._labels).inc()
             raise PoolSaturated(
@@ -264,7 +271,9 @@ class Pool:
         if self._closed:
             return
         at_once = 1 if self.failing else self.settings.max_workers
-        while len(self._workers) + self._starting < self.settings.max_workers and self._starting < at_once:
+        # A dead worker holds its place until the backend says it is gone (`_removing`).
+        while (len(self._workers) + self._starting + len(self._removing) < self.settings.max_workers
+               and self._starting < at_once):
             want_for_waiters = len(self._waiters) > self._starting
             want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
             if not (want_for_waiters or want_for_idle):
@@ -367,7 +376,18 @@ class Pool:
                 self._fail_waiters()
         log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
+        self._removing.add(worker)
+        self._spawn_task(self._until_removed(worker))
         self._replenish()
+
+    async def _until_removed(self, worker: Worker) -> None:
+        """Hold the dead worker's place in max_workers until the backend says it is gone."""
+        try:
+            await worker.kill(worker.death or "crash")  # the first attempt, within this pool's budget
+            await worker.channel.wait_removed()
+        finally:
+            self._removing.discard(worker)
+            self._replenish()
 
     async def _reap_idle(self) -> None:
         """Stop idle workers above min_idle after idle_timeout_s, and retire idle ones past their age."""

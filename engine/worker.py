@@ -157,16 +157,20 @@ class Worker:
 
     async def kill(self, reason: str) -> None:
         """Stop the worker from outside. Idempotent; the reader notices the closed channel."""
+        self.mark_dead(reason)
+        if self._killing is None:
+            # One first removal attempt per worker, within the pool's share of backend calls (not at
+            # shutdown: then every worker goes at once and the backend removes whatever is left anyway).
+            self._killing = asyncio.ensure_future(self._kill_channel(bounded=reason != "shutdown"))
+        await asyncio.shield(self._killing)
+
+    def mark_dead(self, reason: str) -> None:
+        """DEAD now, for `reason` (once); the pool's on_dead removes it in the background, so a caller
+        answering a client (504, 502) never waits for the backend."""
         if self.state is not WorkerState.DEAD:
             self.death = reason
             self.state = WorkerState.DEAD
             self._on_dead(self)
-        if self._killing is None:
-            # One removal per worker, within the pool's share of backend calls (not at shutdown:
-            # then every worker goes at once and the backend removes whatever is left anyway).
-            bounded = reason != "shutdown"
-            self._killing = asyncio.ensure_future(self._kill_channel(bounded))
-        await asyncio.shield(self._killing)
 
     async def _kill_channel(self, bounded: bool) -> None:
         if bounded:

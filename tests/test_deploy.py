@@ -472,7 +472,7 @@ def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: No
     root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM.
 
     The build does not reach PyPI itself (CI's network intercepts TLS with a CA only the host
-    trusts): like engine/images.py, the wheels are fetched on the host, and the build gets them
+    trusts): like engine/images/, the wheels are fetched on the host, and the build gets them
     through the Dockerfile's PIP_NO_INDEX/PIP_FIND_LINKS build args from a wheelhouse served on
     127.0.0.1 (the build uses the host network).
     """

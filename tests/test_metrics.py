@@ -261,13 +261,13 @@ def test_worker_exits_by_reason(run):
 def test_workers_gauge_by_state(run):
     engine, traffic, samples = run
     states = {s: value(samples, "functions_engine_workers", service="ops", runtime="python", state=s)
-              for s in ("idle", "busy", "starting")}
-    assert states["busy"] == states["starting"] == 0
+              for s in ("idle", "busy", "starting", "removing")}
+    assert states["busy"] == states["starting"] == states["removing"] == 0
     # Once settled, every worker that became ready and has not exited is idle.
     logged = collections.Counter(r["event"] for r in log_records(engine))
     assert states["idle"] == logged["worker_ready"] - logged["worker_exit"]
     assert 0 <= states["idle"] <= CONFIG["max_workers"]
-    assert label_values(samples, "functions_engine_workers", "state") == {"idle", "busy", "starting"}
+    assert label_values(samples, "functions_engine_workers", "state") == {"idle", "busy", "starting", "removing"}
 
 
 def test_bootstrap_histogram_counts_every_worker_ready(run):
