@@ -49,6 +49,14 @@ QUEUE_REJECTIONS = Counter("queue_rejections", "Requests answered 503 because th
                            ["service", "runtime"], namespace=NAMESPACE, registry=REGISTRY)
 LOG_BYTES = Counter("handler_log_bytes", "Handler output bytes, kept or dropped over the cap.",
                     ["service", "outcome"], namespace=NAMESPACE, registry=REGISTRY)
+OPEN_CONNECTIONS = Gauge("connections", "Open connections on the functions listener.", namespace=NAMESPACE,
+                         registry=REGISTRY)
+CONNECTIONS_REFUSED = Counter("connections_refused", "Connections closed by a front-door limit, by the limit.",
+                              ["limit"], namespace=NAMESPACE, registry=REGISTRY)
+#: The only values of `connections_refused_total{limit}`.
+CONNECTION_LIMITS: Final = ("max_connections", "max_connections_per_client", "header_read_timeout")
+for _limit in CONNECTION_LIMITS:
+    CONNECTIONS_REFUSED.labels(_limit)
 IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["kind", "outcome"],
                        namespace=NAMESPACE, registry=REGISTRY)
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
@@ -93,3 +101,8 @@ def invocation_seconds(service: str, function: str, runtime: str) -> Histogram:
 @functools.lru_cache(maxsize=256)
 def log_bytes(service: str, outcome: str) -> Counter:
     return LOG_BYTES.labels(service, outcome)
+
+
+def connections_refused(limit: str) -> None:
+    """Count one connection closed by `limit` (one of `CONNECTION_LIMITS`)."""
+    CONNECTIONS_REFUSED.labels(limit).inc()
