@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     header_read_timeout_s: float = Field(default=10.0, gt=0)
     # A request's body must arrive within this once its head has; else 408 and the connection is closed.
     body_read_timeout_s: float = Field(default=30.0, gt=0)
+    # A function's (or the engine's) reply must be taken by the client within this; else the
+    # connection is dropped. Protects against clients that never read (slow-read), which would
+    # hold the reply in memory and the connection for ever.
+    response_write_timeout_s: float = Field(default=60.0, gt=0)
     # An idle kept-alive connection is closed after this (longer than a proxy's upstream keep-alive).
     keepalive_timeout_s: float = Field(default=75.0, gt=0)
     # Open connections from one peer address (an IPv6 /64 counts as one); more are closed at once.

@@ -14,8 +14,9 @@ total size nor on how long it may take. Here, while reading:
   one address; trusted proxies are exempt, as they carry many clients), and the listener at most
   `max_connections`; a connection over either is closed at once.
 
-The body's own budget (`body_read_timeout_s`, `max_body_bytes`) is enforced where it is read, in
-`http_front`. The exact count and size checks of a complete head stay in `http_front` too.
+The body's budget (`body_read_timeout_s`, `max_body_bytes`) is enforced where it is read, and the
+reply's (`response_write_timeout_s`) where it is sent, in `http_front`; so are the exact count and
+size checks of a complete head.
 """
 
 from __future__ import annotations
@@ -128,7 +129,9 @@ class HeadMeter:
 
     A head is what arrives after the previous request's body has been received in full (or from
     the start); it ends when the parser hands over a message. Bytes that would take the head past
-    `head_budget` are never given to the parser. Everything else is the parser's own.
+    `head_budget` are never given to the parser. Everything else is the parser's own (including
+    the start of a pipelined head in the read that ended a body: at most one read, under the
+    parser's per-line and per-count limits).
     """
 
     def __init__(self, parser: Any, limits: ConnectionLimits, conn: FrontConnection) -> None:

@@ -124,12 +124,31 @@ async def front_middleware(request: web.Request, handler: Handler) -> web.Stream
             cold=request.get("cold"), bytes_in=request.content_length or 0,
             bytes_out=response.content_length or 0,
         )
+    if isinstance(response, web.Response):  # in memory; file responses stream from disk
+        await _send_within(request, response, settings.response_write_timeout_s)
     if request.get("close_now") and request.protocol is not None:
-        # Send the 408 now and close: aiohttp would otherwise linger reading the slow body.
-        await response.prepare(request)
-        await response.write_eof()
-        request.protocol.force_close()
+        request.protocol.force_close()  # after a 408: don't linger reading the rest of a slow body
     return response
+
+
+async def _send_within(request: web.Request, response: web.Response, timeout_s: float) -> None:
+    """Send the reply now, so a client that does not read cannot hold it (and a connection) for ever.
+
+    aiohttp's own write after the handler has no deadline. On `response_write_timeout_s` the
+    connection is dropped; a client gone mid-write is left to aiohttp, as before.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await response.prepare(request)
+            await response.write_eof()
+    except TimeoutError:
+        metrics.connections_refused("response_write_timeout")
+        log.debug("connection_cut", limit="response_write_timeout_s", seconds=timeout_s,
+                  invocation_id=request.get("request_id"))
+        if request.transport is not None:
+            request.transport.abort()
+    except ConnectionError:
+        pass
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

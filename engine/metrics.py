@@ -54,7 +54,9 @@ OPEN_CONNECTIONS = Gauge("connections", "Open connections on the functions liste
 CONNECTIONS_REFUSED = Counter("connections_refused", "Connections closed by a front-door limit, by the limit.",
                               ["limit"], namespace=NAMESPACE, registry=REGISTRY)
 #: The only values of `connections_refused_total{limit}`.
-CONNECTION_LIMITS: Final = ("max_connections", "max_connections_per_client", "header_read_timeout")
+CONNECTION_LIMITS: Final = (
+    "max_connections", "max_connections_per_client", "header_read_timeout", "response_write_timeout",
+)
 for _limit in CONNECTION_LIMITS:
     CONNECTIONS_REFUSED.labels(_limit)
 IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["kind", "outcome"],

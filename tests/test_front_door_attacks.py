@@ -350,3 +350,45 @@ def test_flood_of_slow_oversized_heads_keeps_engine_memory_flat(default_engine):
     assert max(r.sent for r in results) < 64 * 1024
     assert growth_mb < 64, f"engine RSS grew by {growth_mb:.1f} MB under the flood"
     assert get_echo(engine) == 200
+
+
+# --- slow readers ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_reply_engine(module_engine_factory, backend, request):
+    """Replies larger than the kernel's socket buffers (4 MB on Linux), and a short write deadline."""
+    if backend != "process":
+        request.getfixturevalue("docker_available")
+    return module_engine_factory(PROJECTS / "front", backend=backend, config={
+        "response_write_timeout_s": WRITE_TIMEOUT_S, "max_response_bytes": 32 * 2**20,
+        "max_frame_bytes": 64 * 2**20,
+    })
+
+
+WRITE_TIMEOUT_S = 2.0
+
+
+def test_client_that_never_reads_its_reply_is_dropped_after_response_write_timeout(big_reply_engine):
+    engine = big_reply_engine
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a tiny window: the reply backs up in the engine
+    sock.settimeout(30)
+    try:
+        sock.bind(("127.0.0.31", 0))
+        sock.connect(("127.0.0.1", engine.port))
+        sock.sendall(b"GET /big?size=16000000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        started = time.monotonic()
+        while time.monotonic() - started < WRITE_TIMEOUT_S + 20:
+            metrics = httpx.get(engine.admin_url + "/metrics", timeout=10).text
+            if re.search(r'^functions_engine_connections_refused_total\{limit="response_write_timeout"\} [1-9]', metrics, re.M):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("a client that never read its 16 MB reply was never dropped")
+        assert time.monotonic() - started >= WRITE_TIMEOUT_S - 0.5
+        wait_connections(engine, 0)
+    finally:
+        sock.close()
+    with engine.client() as client:
+        assert len(client.get("/big", params={"size": "16000000"}).content) == 16_000_000  # a reader gets it all

@@ -47,7 +47,7 @@ def test_a_trusted_proxy_that_is_not_an_address_names_the_key_and_value(tmp_path
         load_settings({"config": str(cfg)}, {})
 
 
-@pytest.mark.parametrize("key", ["header_read_timeout_s", "body_read_timeout_s", "keepalive_timeout_s",
+@pytest.mark.parametrize("key", ["header_read_timeout_s", "body_read_timeout_s", "keepalive_timeout_s", "response_write_timeout_s",
                                  "max_connections_per_client", "max_connections"])
 def test_front_door_limits_must_be_positive(key):
     with pytest.raises(ConfigError, match=key):
