@@ -277,16 +277,19 @@ class FrontConnection(web.RequestHandler):
             return super().handle_error(request, status, exc, message)
         response = reply.text_reply(exc.status, exc.text, {REQUEST_ID: new_request_id()})
         response.force_close()
-        metrics.invocations(metrics.NO_LABEL, metrics.NO_LABEL, metrics.NO_LABEL, exc.status).inc()
+        metrics.invocations(self._guard.service_label, metrics.NO_LABEL, metrics.NO_LABEL, exc.status).inc()
         return response
 
 
 class FrontGuard:
     """State shared by the listener's connections: the limits and the open-connection counts."""
 
-    def __init__(self, limits: ConnectionLimits, trust: ProxyTrust) -> None:
+    def __init__(self, limits: ConnectionLimits, trust: ProxyTrust, service_label: str) -> None:
         self.limits = limits
         self.counts = ConnectionCounts(limits, trust)
+        # A head refused before its Host was read is counted for the one service if there is
+        # only one (every request goes to it), else under "(none)".
+        self.service_label = service_label
 
 
 class FrontServer(web.Server):
@@ -320,5 +323,6 @@ class FrontRunner(web.AppRunner):
 def front_runner(router: Router, settings: Settings, *, shutdown_timeout_s: float) -> FrontRunner:
     """The functions listener: the app of `http_front` behind this module's connection limits."""
     trust = ProxyTrust(settings.behind_proxy, settings.trusted_proxies)
-    guard = FrontGuard(ConnectionLimits.from_settings(settings), trust)
+    only = router.service_for("")
+    guard = FrontGuard(ConnectionLimits.from_settings(settings), trust, only.name if only else metrics.NO_LABEL)
     return FrontRunner(make_app(router, settings, trust), guard, access_log=None, shutdown_timeout=shutdown_timeout_s)
