@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     keepalive_timeout_s: float = Field(default=75.0, gt=0)
     # Open connections from one peer address (an IPv6 /64 counts as one); more are closed at once.
     # The peer is the TCP peer: behind a proxy that is the proxy, so `trusted_proxies` are exempt.
-    max_connections_per_client: int = Field(default=64, ge=1)
+    # A quarter of max_connections: one address cannot take the listener, and a NAT or Twilio's
+    # webhook senders (a few addresses, many requests) have room.
+    max_connections_per_client: int = Field(default=256, ge=1)
     max_connections: int = Field(default=1024, ge=1)  # open connections in all; more are closed at once
 
     # --- invocation limits ---

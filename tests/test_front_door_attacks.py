@@ -324,7 +324,7 @@ def default_engine(module_engine_factory, backend, request):
 
 
 FLOOD_SOURCES = [f"127.0.3.{i}" for i in range(1, 11)]
-FLOOD_PER_SOURCE = 30  # 300 connections, under the default max_connections_per_client of 64
+FLOOD_PER_SOURCE = 30  # 300 connections, under the default max_connections_per_client (256)
 
 
 def test_flood_of_slow_oversized_heads_keeps_engine_memory_flat(default_engine):
