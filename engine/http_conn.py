@@ -273,11 +273,19 @@ class FrontConnection(web.RequestHandler):
     def handle_error(
         self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
-        if not isinstance(exc, RequestHeadRefused):
+        """Refusals while reading, ours (414, 431) and the parser's (400), answered without the
+        traceback aiohttp would log for each: a client sending garbage cannot flood the log."""
+        if isinstance(exc, RequestHeadRefused):
+            status, text = exc.status, exc.text
+        elif isinstance(exc, HttpProcessingError) and status == 400:
+            reason = (exc.message or "").splitlines()[0][:200] if exc.message else "malformed request"
+            status, text = 400, f"Bad request: the request could not be parsed as HTTP/1.1 ({reason})."
+            log.debug("bad_request", error=reason)
+        else:
             return super().handle_error(request, status, exc, message)
-        response = reply.text_reply(exc.status, exc.text, {REQUEST_ID: new_request_id()})
+        response = reply.text_reply(status, text, {REQUEST_ID: new_request_id()})
         response.force_close()
-        metrics.invocations(self._guard.service_label, metrics.NO_LABEL, metrics.NO_LABEL, exc.status).inc()
+        metrics.invocations(self._guard.service_label, metrics.NO_LABEL, metrics.NO_LABEL, status).inc()
         return response
 
 

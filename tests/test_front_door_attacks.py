@@ -233,6 +233,21 @@ def test_url_over_max_request_line_bytes_is_414(engine):
     assert b"max_request_line_bytes" in reply
 
 
+def test_malformed_heads_are_answered_400_without_an_error_logged_for_each(engine):
+    before = engine.logs().count('"level": "error"')
+    for i in range(20):
+        sock = open_socket(engine.port, "127.0.0.19")
+        try:
+            sock.sendall(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header %d: v\r\n\r\n" % i)
+            reply = read_reply(sock)
+        finally:
+            sock.close()
+        assert status_of(reply) == 400, reply[:200]
+        assert b"could not be parsed" in reply
+    time.sleep(0.5)
+    assert engine.logs().count('"level": "error"') == before
+
+
 def test_large_body_sent_with_its_head_in_one_write_is_not_mistaken_for_a_large_head(engine):
     body = b"x" * (512 * 1024)
     head = b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
