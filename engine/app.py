@@ -58,6 +58,8 @@ class Engine:
         self._runners: list[web.AppRunner] = []
         self._front_runner: web.AppRunner | None = None
         self._stopping = False
+        self._warmed = False  # every pool's warm-up is over (then readiness no longer looks at pools)
+        self._backend_was_down = False
         self.urls: list[str] = []
 
     # --- start ----------------------------------------------------------------------------
@@ -147,6 +149,9 @@ class Engine:
                 max_workers=_pick(per_service.max_workers, s.max_workers), max_queue=s.max_queue,
                 idle_timeout_s=s.idle_timeout_s, bootstrap_timeout_s=s.bootstrap_timeout_s,
                 max_frame_bytes=s.max_frame_bytes,
+                max_worker_invocations=_pick(per_service.max_worker_invocations, s.max_worker_invocations),
+                max_worker_age_s=s.max_worker_age_s if per_service.max_worker_age_s is None else per_service.max_worker_age_s,
+                max_lifecycle_calls=s.max_lifecycle_calls_per_pool, crash_backoff_max_s=s.crash_backoff_max_s,
             ),
         )
         await pool.start()
@@ -173,14 +178,31 @@ class Engine:
         return lines
 
     async def readiness(self) -> tuple[bool, str]:
+        """Whether this engine can serve: never whether every tenant's code is good.
+
+        At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
+        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
+        engine is warm before it takes traffic; likewise once the backend is back after an outage.
+        Otherwise only the backend and draining count.
+        """
         if self._stopping:
             return False, "shutting down"
+        pools = [(f"{s.name}/{rt}", p) for s in self.services for rt, p in s.pools.items()]
         if self.backend is None or not await self.backend.healthy():
+            self._backend_was_down = True
             return False, f"backend {self.settings.backend} unreachable"
-        waiting = [f"{s.name}/{rt}" for s in self.services for rt, p in s.pools.items() if not p.ready]
-        if waiting:
-            return False, "pools warming: " + ", ".join(waiting)
-        return True, "ready"
+        if self._backend_was_down:  # back: every pool retries now, and is warm again before traffic
+            self._backend_was_down = self._warmed = False
+            for _, pool in pools:
+                pool.rewarm()
+        if not self._warmed:
+            waiting = [name for name, p in pools if not p.settled]
+            if waiting:
+                return False, "pools warming: " + ", ".join(waiting)
+            self._warmed = True
+        failing = [name for name, p in pools if p.failing]
+        return True, "ready" + (f" (pools failing, see worker_start_failed/worker_died logs: {', '.join(failing)})"
+                                if failing else "")
 
     # --- stop -----------------------------------------------------------------------------
 

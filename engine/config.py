@@ -44,6 +44,8 @@ class ServiceOverrides(BaseModel):
     min_idle: int | None = Field(default=None, ge=0)
     max_workers: int | None = Field(default=None, ge=1)
     memory_mb: int | None = Field(default=None, ge=32)
+    max_worker_invocations: int | None = Field(default=None, ge=1)
+    max_worker_age_s: float | None = Field(default=None, gt=0)
     functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
 
 
@@ -115,6 +117,12 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=64, ge=0)  # requests waiting for a worker; beyond → 503
     idle_timeout_s: float = Field(default=300.0, gt=0)  # idle workers above min_idle are reaped
     bootstrap_timeout_s: float = Field(default=30.0, gt=0)  # init → ready
+    # A worker's life is bounded, so what a handler left in it that no clean-check sees does not last:
+    max_worker_invocations: int = Field(default=10_000, ge=1)  # then it is retired and replaced
+    max_worker_age_s: float = Field(default=3600.0, gt=0)  # then it is retired (after its invocation, or idle)
+    # One tenant cannot hold the backend: the docker backend runs 8 calls at once for every pool.
+    max_lifecycle_calls_per_pool: int = Field(default=2, ge=1)  # worker starts in flight per pool (and as many removals)
+    crash_backoff_max_s: float = Field(default=10.0, gt=0)  # longest wait before a start after failed starts/young deaths
 
     # --- worker resources ---
     memory_mb: int = Field(default=256, ge=32)

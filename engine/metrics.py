@@ -3,6 +3,9 @@
 Label values are bounded: service and function names come from the loaded projects, never from
 request paths; requests that reach no function (unknown paths and hosts, assets, header-limit
 refusals) share the one value `(none)`. Worker exit reasons are the fixed set `EXIT_REASONS`.
+
+No `*_created` series: the client library would export one beside every counter and histogram,
+doubling the series each tenant function adds to Prometheus for a timestamp nobody queries.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# Before any family is made: the switch is read when a metric is created (and is process-wide).
+disable_created_metrics()
 
 NAMESPACE = "functions_engine"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -19,14 +25,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 NO_LABEL: Final = "(none)"
 
 #: Why a worker ended: the only values of `worker_exits_total{reason}`.
-EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown")
+EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired")
 
 _WORKER_STATES: Final = ("starting", "idle", "busy")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
-ENGINE_INFO = Info("engine", "Engine version, backend and container runtime.", namespace=NAMESPACE,
-                   registry=REGISTRY)
+# Exported as `functions_engine_info` (an Info appends `_info` to its name).
+ENGINE_INFO = Info(NAMESPACE, "Engine version, backend and container runtime.", registry=REGISTRY)
 INVOCATIONS = Counter("invocations", "Requests answered, by function and HTTP status.",
                       ["service", "function", "runtime", "status"], namespace=NAMESPACE, registry=REGISTRY)
 INVOCATION_SECONDS = Histogram("invocation_duration_seconds", "Time from request to reply, per function.",
@@ -49,6 +55,12 @@ QUEUE_REJECTIONS = Counter("queue_rejections", "Requests answered 503 because th
                            ["service", "runtime"], namespace=NAMESPACE, registry=REGISTRY)
 LOG_BYTES = Counter("handler_log_bytes", "Handler output bytes, kept or dropped over the cap.",
                     ["service", "outcome"], namespace=NAMESPACE, registry=REGISTRY)
+START_FAILURES = Counter("worker_start_failures", "Worker starts that failed: not created, or no `ready` "
+                         "(exited, broke the protocol or timed out during init).", ["service", "runtime"],
+                         namespace=NAMESPACE, registry=REGISTRY)
+POOL_HEALTHY = Gauge("pool_healthy", "1 while a pool's workers start and finish invocations; 0 while its "
+                     "last start failed or its workers keep dying before finishing one.", ["service", "runtime"],
+                     namespace=NAMESPACE, registry=REGISTRY)
 OPEN_CONNECTIONS = Gauge("connections", "Open connections on the functions listener.", namespace=NAMESPACE,
                          registry=REGISTRY)
 CONNECTIONS_REFUSED = Counter("connections_refused", "Connections closed by a front-door limit, by the limit.",
@@ -73,6 +85,7 @@ def init_pool(service: str, runtime: str) -> None:
     for reason in EXIT_REASONS:
         WORKER_EXITS.labels(service, runtime, reason)
     COLD_STARTS.labels(service, runtime)
+    START_FAILURES.labels(service, runtime)
     QUEUE_DEPTH.labels(service, runtime)
     QUEUE_REJECTIONS.labels(service, runtime)
     for outcome in ("kept", "dropped"):
