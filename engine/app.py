@@ -15,16 +15,13 @@ from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
 from engine.config import MiB, Settings
 from engine.errors import ConfigError
-from engine.http_front import make_app
+from engine.http_conn import front_runner
 from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
 from engine.routing import Router
 from engine.service import Service
 
 log = structlog.get_logger("engine")
-
-# aiohttp's own parser limits sit above ours, so our middleware answers 431 rather than it a 400.
-_PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024, "max_headers": 1024}
 
 
 def parse_project_arg(arg: str) -> tuple[str, Path]:
@@ -101,9 +98,7 @@ class Engine:
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
         self._runners.append(admin)
         router = Router(self.services, self.settings.domain)
-        front = web.AppRunner(
-            make_app(router, self.settings, _PARSER_LIMITS), access_log=None, shutdown_timeout=self._drain_s(),
-        )
+        front = front_runner(router, self.settings, shutdown_timeout_s=self._drain_s())
         await front.setup()
         await web.TCPSite(front, self.settings.host, self.settings.port).start()
         self._front_runner = front

@@ -61,6 +61,16 @@ START_FAILURES = Counter("worker_start_failures", "Worker starts that failed: no
 POOL_HEALTHY = Gauge("pool_healthy", "1 while a pool's workers start and finish invocations; 0 while its "
                      "last start failed or its workers keep dying before finishing one.", ["service", "runtime"],
                      namespace=NAMESPACE, registry=REGISTRY)
+OPEN_CONNECTIONS = Gauge("connections", "Open connections on the functions listener.", namespace=NAMESPACE,
+                         registry=REGISTRY)
+CONNECTIONS_REFUSED = Counter("connections_refused", "Connections closed by a front-door limit, by the limit.",
+                              ["limit"], namespace=NAMESPACE, registry=REGISTRY)
+#: The only values of `connections_refused_total{limit}`.
+CONNECTION_LIMITS: Final = (
+    "max_connections", "max_connections_per_client", "header_read_timeout", "response_write_timeout",
+)
+for _limit in CONNECTION_LIMITS:
+    CONNECTIONS_REFUSED.labels(_limit)
 IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["kind", "outcome"],
                        namespace=NAMESPACE, registry=REGISTRY)
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
@@ -106,3 +116,8 @@ def invocation_seconds(service: str, function: str, runtime: str) -> Histogram:
 @functools.lru_cache(maxsize=256)
 def log_bytes(service: str, outcome: str) -> Counter:
     return LOG_BYTES.labels(service, outcome)
+
+
+def connections_refused(limit: str) -> None:
+    """Count one connection closed by `limit` (one of `CONNECTION_LIMITS`)."""
+    CONNECTIONS_REFUSED.labels(limit).inc()
