@@ -94,6 +94,7 @@ class Snapshot:
     native_threads: int | None
     children: frozenset[int]
     raw: frozenset[int] = frozenset()  # tokens of _thread threads alive before
+    count: int | None = None  # `_thread._count()`: Python threads alive (started ones; no system call)
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,25 @@ def take_snapshot(previous: Snapshot | None = None) -> Snapshot:
     """
     threads = frozenset(sys._current_frames())  # noqa: SLF001  (every Python thread, _thread ones too)
     raw = frozenset(_raw_threads)
+    count = _thread_count()
     if previous is not None:
-        return Snapshot(threads, previous.native_threads, previous.children, raw)
-    return Snapshot(threads, _native_thread_count(), frozenset(_child_pids()), raw)
+        return Snapshot(threads, previous.native_threads, previous.children, raw, count)
+    return Snapshot(threads, _native_thread_count(), frozenset(_child_pids()), raw, count)
+
+
+def _no_new_threads(before: Snapshot) -> bool:
+    """The cheap common case: no more Python threads than before and no new `_thread` thread.
+
+    A thread counts from the moment it starts until it ends (`Thread.start()` waits for the
+    former; `join()` returns after the latter); a `_thread` thread not started yet is tracked."""
+    count = _thread_count()
+    return count is not None and before.count is not None and count <= before.count and len(_raw_threads) <= len(before.raw)
+
+
+def _thread_count() -> int | None:
+    """Python threads alive; None where this interpreter lacks `_thread._count` (the full check runs)."""
+    count = getattr(_thread, "_count", None)
+    return count() if count is not None else None
 
 
 def at_answer(before: Snapshot, runner_threads: set[int]) -> AtAnswer:
@@ -123,6 +140,8 @@ def at_answer(before: Snapshot, runner_threads: set[int]) -> AtAnswer:
     No system call: `sys._current_frames()` lists every Python thread with the code it is running.
     """
     me = threading.get_ident()
+    if _no_new_threads(before):
+        return AtAnswer(me, ())
     frames = sys._current_frames()  # noqa: SLF001
     new = [ident for ident in frames if ident not in before.threads and ident not in runner_threads and ident != me]
     raw = _raw_running(before) if len(_raw_threads) > len(before.raw) else []
@@ -147,7 +166,7 @@ def leftovers(before: Snapshot, runner_threads: set[int], answered: AtAnswer | N
     me = threading.get_ident()
     if answered is None:  # never answered (a runner error path): judge the threads as of now
         answered = at_answer(before, runner_threads)
-    frames = sys._current_frames()  # noqa: SLF001
+    frames = {} if not answered.running and _no_new_threads(before) else sys._current_frames()  # noqa: SLF001
     new = [ident for ident in frames if ident not in before.threads and ident not in runner_threads and ident != me]
     threads = {t.ident: t for t in threading.enumerate()} if new else {}
     running = list(answered.running)
@@ -155,6 +174,9 @@ def leftovers(before: Snapshot, runner_threads: set[int], answered: AtAnswer | N
     ending: list[int] = []
     for ident in new:
         if ident == answered.answering or not _runs_handler_code(frames[ident]):
+            thread = threads.get(ident)
+            if isinstance(thread, threading.Timer):  # started after the answer and not fired yet
+                thread.cancel()
             ending.append(ident)
         elif (name := _name(ident, threads)) not in running:
             running.append(name)
