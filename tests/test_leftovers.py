@@ -141,10 +141,15 @@ def test_an_alarm_armed_behind_the_signal_module_cannot_kill_a_later_invocation(
     assert process_of(seen[-1]["worker"]) != process_of(first["worker"]), "the worker that got a stray alarm was kept"
 
 
-def test_backgrounded_grandchild_cannot_outlive_its_invocation(engine):
+@pytest.mark.parametrize("mode", ["grandchild", "daemon"])
+def test_backgrounded_grandchild_cannot_outlive_its_invocation(engine, mode, backend, request):
+    if backend == "process" and mode == "daemon":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "the process backend replaces a worker by killing its process group; a daemon in a session "
+            "of its own survives it (issue 13, 'Also': kill the whole tree)")))
     tag = uuid.uuid4().hex[:10]
     try:
-        first = get(engine, "/hostile", mode="grandchild", tag=tag)
+        first = get(engine, "/hostile", mode=mode, tag=tag)
         seen = watch(engine, 2.0, tag=tag)  # the grandchild would write its file after 1 s
         assert not any(s["marker"] for s in seen), "the backgrounded grandchild ran after the callback"
         assert process_of(first["worker"]) not in {process_of(s["worker"]) for s in seen}

@@ -241,10 +241,10 @@ async def handler(context, event, callback):
 def test_the_runner_is_a_child_subreaper() -> None:
     """The start-up call itself (Linux): an orphan re-parents to the runner, not to init."""
     code = ("import os, sys, time, subprocess; sys.path.insert(0, sys.argv[1]);"
-            "from functions_runtime.cleanliness import become_subreaper, _child_pids;"
+            "from functions_runtime.descendants import become_subreaper, child_pids;"
             "assert become_subreaper();"
             "subprocess.Popen('sleep 30 &', shell=True).wait(); time.sleep(0.3);"
-            "pids = _child_pids(); print(pids); [os.kill(pid, 9) for pid in pids]")
+            "pids = child_pids(); print(pids); [os.kill(pid, 9) for pid in pids]")
     runner_dir = Path(__file__).resolve().parents[2] / "runner-image" / "python"
     out = subprocess.run([sys.executable, "-c", code, str(runner_dir)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

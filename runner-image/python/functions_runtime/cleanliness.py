@@ -7,9 +7,9 @@ Threads that cannot run handler code any more (a `threading.Timer` cancelled bef
 idle worker of the event loop's executor that was shut down, the thread that answered returning
 from `callback`) get a short grace to end; anything else still alive is unclean.
 
-The runner is a child subreaper (`become_subreaper()`), so a process whose parent exits (a
-backgrounded grandchild, `sh -c "cmd &"`) is re-parented to the runner instead of the container's
-init: "no child at all" then means "no descendant at all".
+Processes: see descendants.py (the runner is a child subreaper, so "no child at all" means "no
+descendant at all"; where it cannot be one, as under gVisor, a /proc scan runs after invocations
+that started a process).
 
 The common case (nothing was started) costs two system calls: one `stat` whose link count is the
 number of OS threads, and one non-blocking `waitpid` that fails with ECHILD when there is no child
@@ -29,24 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from . import descendants
+from .descendants import child_pids, describe_pid, has_children
+
 #: How long threads that can no longer run handler code get to end after the answer.
 THREAD_GRACE_S = 0.25
 
-PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
-
 _THREADING_FILE = threading.__file__
 _EXECUTOR_FILE_SUFFIX = os.path.join("concurrent", "futures", "thread.py")
-
-
-def become_subreaper() -> bool:
-    """Make orphaned descendants re-parent to this process (Linux 3.4+, gVisor); False where it fails."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 #: Threads started with `_thread.start_new_thread` that have not returned yet, by token. Such a
@@ -116,7 +106,7 @@ def take_snapshot(previous: Snapshot | None = None) -> Snapshot:
     count = _thread_count()
     if previous is not None:
         return Snapshot(threads, previous.native_threads, previous.children, raw, count)
-    return Snapshot(threads, _native_thread_count(), frozenset(_child_pids()), raw, count)
+    return Snapshot(threads, _native_thread_count(), frozenset(child_pids()), raw, count)
 
 
 def _no_new_threads(before: Snapshot) -> bool:
@@ -191,11 +181,16 @@ def leftovers(before: Snapshot, runner_threads: set[int], answered: AtAnswer | N
         extra = _settled_native_excess(before.native_threads, time.monotonic() + THREAD_GRACE_S, before_waiting)
         if extra > 0:
             reasons.append(f"native threads still running: {extra} more than before the invocation")
-    if _has_children() or before.children:
+    if has_children() or before.children:
         before_waiting()
-        children = sorted(set(_child_pids()) - before.children)
+        children = sorted(set(child_pids()) - before.children)
         if children:
-            reasons.append("child processes still running: " + ", ".join(_describe_pid(pid) for pid in children))
+            reasons.append("child processes still running: " + ", ".join(describe_pid(pid) for pid in children))
+    if descendants.escape_possible():  # no subreaper (gVisor) and the invocation started a process
+        before_waiting()
+        escaped = descendants.escaped()
+        if escaped:
+            reasons.append("processes left behind: " + ", ".join(describe_pid(pid) for pid in escaped))
     return reasons
 
 
@@ -276,72 +271,3 @@ def _native_thread_count() -> int | None:
         return listed
     except OSError:
         return None
-
-
-def _has_children() -> bool:
-    """False when this process has no child at all (zombies are reaped on the way): one waitpid call."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        except InterruptedError:
-            continue
-        if pid == 0:
-            return True
-
-
-def _child_pids() -> list[int]:
-    """Live children of this process (zombies are reaped, not counted); empty without /proc."""
-    if not _has_children():
-        return []
-    me = os.getpid()
-    found: list[int] = []
-    for pid in _candidate_children(me):
-        stat = _stat(pid)
-        if stat is None or stat[1] != me:
-            continue
-        if stat[0] == "Z":
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            continue
-        found.append(pid)
-    return found
-
-
-def _candidate_children(me: int) -> set[int]:
-    """/proc/self/task/*/children when the kernel has it (cheap), else every pid in /proc."""
-    if not os.path.exists(f"/proc/self/task/{me}/children"):  # no CONFIG_PROC_CHILDREN: scan every process
-        try:
-            return {int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) != me}
-        except OSError:
-            return set()
-    pids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as handle:
-                pids.update(int(pid) for pid in handle.read().split())
-        except OSError:  # the thread ended meanwhile
-            continue
-    return pids
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) from /proc/<pid>/stat; the command name may contain spaces and parentheses."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-        fields = data[data.rindex(b")") + 2:].split()
-        return fields[0].decode(), int(fields[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _describe_pid(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return f"{pid} ({handle.read().strip()})"
-    except OSError:
-        return str(pid)

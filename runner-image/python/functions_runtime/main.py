@@ -15,7 +15,8 @@ from typing import Any
 from . import plumbing as plumbing_mod
 from .framing import BadFrame, decode_line
 from .plumbing import Plumbing
-from .cleanliness import become_subreaper, track_raw_threads
+from . import descendants
+from .cleanliness import track_raw_threads
 from .preload import Preloader
 from .signals import SignalGuard
 
@@ -72,6 +73,7 @@ class Runner:
         except (InitError, ValueError) as exc:
             self._reject(str(exc))
             return
+        descendants.mark_ready()
         for problem in self.signals.mark_ready():  # the service's own handlers are the baseline
             self.p.sink.emit("error", f"runner: at import: {problem}")
         self.p.streams.flush()
@@ -85,7 +87,7 @@ def main() -> None:
     # As PID 1 in a container SIGTERM would be ignored by default; the engine may use it to stop us.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(128 + signal.SIGTERM))
     # Orphaned descendants (`sh -c "cmd &"`) re-parent to the runner, so clean-up sees them.
-    become_subreaper()
+    descendants.become_subreaper()
     track_raw_threads()
     signals = SignalGuard()
     plumbing = plumbing_mod.install()

@@ -44,6 +44,16 @@ def handler(context, event, callback):
     elif mode == "grandchild":
         # The shell exits at once; its backgrounded subshell is nobody's child but the runner's.
         subprocess.Popen(f"(sleep 1; echo x > {marker_path(tag)}) &", shell=True).wait()
+    elif mode == "daemon":
+        pid = os.fork()  # double fork and a new session, as a daemon detaches itself
+        if pid == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(1)
+                with open(marker_path(tag), "w") as handle:
+                    handle.write("x")
+            os._exit(0)
+        os.waitpid(pid, 0)
     elif mode == "thread-mutate":
         threading.Thread(target=lambda: (time.sleep(0.05), MUTATED.append(tag))).start()
     else:
