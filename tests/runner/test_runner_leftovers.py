@@ -272,3 +272,18 @@ def _kill_reported(reason: str) -> None:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def test_signals_blocked_by_a_handler_are_unblocked_after_it(make_runner: Callable[..., RunnerHarness]) -> None:
+    runner = _runner(make_runner, """
+import signal
+def handler(context, event, callback):
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR2})
+    callback(None, "blocked")
+""")
+    outcome = runner.invoke("hostile")
+    assert outcome.done["clean"] is False and "blocked" in outcome.done["reason"]
+    probe = runner.invoke("hostile", {"mode": "state"})
+    assert probe.done["clean"] is True
+    runner.proc.terminate()  # the runner's SIGTERM handler must work again
+    assert runner.proc.wait(timeout=10) == 128 + signal.SIGTERM

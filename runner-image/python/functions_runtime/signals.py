@@ -40,10 +40,11 @@ class SignalGuard:
         self._touched = False  # the signal module was used to change handlers or timers
         self._stray = False  # a timer signal arrived that the runner did not arm
         self._baseline: dict[int, Handler] = {}
+        self._mask: set[int] | None = None  # the main thread's blocked signals at `ready`
         for signum in TIMER_SIGNALS:
             signal.signal(signum, self._on_timer_signal)
         for module in (signal, _signal):
-            for name in ("signal", "alarm", "setitimer"):
+            for name in ("signal", "alarm", "setitimer", "pthread_sigmask", "set_wakeup_fd"):
                 original = getattr(module, name, None)
                 if callable(original) and not getattr(original, "_runner_wrapped", False):
                     setattr(module, name, self._noting(original))
@@ -66,6 +67,8 @@ class SignalGuard:
         problems = self._cancel_timers() if self._touched or self._stray else []
         self._touched = self._stray = False
         self._baseline = {signum: signal.getsignal(signum) for signum in signal.valid_signals()}
+        self._mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))  # one system call, at start-up only
+        self._touched = False
         return problems
 
     def reset(self) -> list[str]:
@@ -83,6 +86,12 @@ class SignalGuard:
                 signal.signal(signum, handler)
             except (OSError, ValueError):
                 reasons.append(f"cannot restore the handler of {signal.Signals(signum).name}")
+        try:
+            signal.set_wakeup_fd(-1)  # the runner has none; asyncio sets one only for loop signal handlers
+            if self._mask is not None and set(signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)) != self._mask:
+                reasons.append("signals were blocked in the main thread")
+        except (OSError, ValueError) as exc:
+            reasons.append(f"cannot restore the signal mask: {exc}")
         self._touched = False  # restoring used the wrapped module too
         return reasons
 
