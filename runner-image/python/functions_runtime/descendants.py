@@ -5,7 +5,8 @@ whose parent exits (a backgrounded grandchild, `sh -c "cmd &"`, a double fork) i
 the runner instead of the container's init, so one non-blocking `waitpid(-1)` that fails with
 ECHILD proves there is no descendant at all, and /proc is scanned only when it does not.
 
-gVisor has no subreapers (prctl fails with EINVAL), and orphans go to the container's init
+gVisor has no subreapers (prctl fails with EINVAL, so it is not tried where the kernel lacks
+/proc/<pid>/task/<tid>/children, as gVisor's does), and orphans go to the container's init
 (docker-init, PID 1). There the runner notes when an invocation starts a process (`os.fork`,
 `os.posix_spawn`, `os.system`, `subprocess`: the functions are wrapped, no system call) and only
 then scans /proc for processes that are neither PID 1, the runner, nor there at `ready`. A process
@@ -29,13 +30,17 @@ _baseline: frozenset[int] = frozenset()  # processes other than init and the run
 def become_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process; without it, track process creation."""
     global _subreaper
-    try:
-        import ctypes
+    _subreaper = False
+    # gVisor has neither subreapers nor /proc/<pid>/task/<tid>/children: do not pay for loading
+    # ctypes there (20-30 ms of start-up under gVisor) for a call that fails with EINVAL.
+    if os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        try:
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        _subreaper = False
+            libc = ctypes.CDLL(None, use_errno=True)
+            _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            _subreaper = False
     if not _subreaper:
         _track_spawns()
     return _subreaper
