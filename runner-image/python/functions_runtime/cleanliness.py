@@ -4,8 +4,9 @@ A snapshot is taken before the handler runs, and another of the Python threads t
 callback answers. A thread of the invocation that is running handler code at the answer makes
 `done.clean` false at once, with no grace: whatever it does next would run after the callback.
 Threads that cannot run handler code any more (a `threading.Timer` cancelled before it fired, an
-idle worker of the event loop's executor that was shut down, the thread that answered returning
-from `callback`) get a short grace to end; anything else still alive is unclean.
+idle worker of the event loop's executor that was shut down) get a short grace to end, and so does
+the thread that answered: what it runs after `callback` is the handler's own continuation, as the
+code after `callback` in a synchronous handler is. Anything else still alive is unclean.
 
 Processes: see descendants.py (the runner is a child subreaper, so "no child at all" means "no
 descendant at all"; where it cannot be one, as under gVisor, a /proc scan runs after invocations
