@@ -100,11 +100,14 @@ def take_snapshot(previous: Snapshot | None = None) -> Snapshot:
     """Record the baseline just before an invocation starts.
 
     After a clean invocation the OS-level part of its snapshot still holds (nothing new survived
-    it), so `previous` saves the system calls; Python threads are listed afresh (no system call).
+    it), so `previous` saves the system calls; Python threads are listed afresh (no system call)
+    unless their count shows they are the same.
     """
+    count = _thread_count()
+    if previous is not None and count is not None and count == previous.count and not _raw_threads:
+        return previous  # the same threads as after the last clean invocation
     threads = frozenset(sys._current_frames())  # noqa: SLF001  (every Python thread, _thread ones too)
     raw = frozenset(_raw_threads)
-    count = _thread_count()
     if previous is not None:
         return Snapshot(threads, previous.native_threads, previous.children, raw, count)
     return Snapshot(threads, _native_thread_count(), frozenset(child_pids()), raw, count)
