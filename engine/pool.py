@@ -68,10 +68,9 @@ class Pool:
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
         # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
-        for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
-                             ("starting", lambda: self._starting)):
-            metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
-        metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
+        self._gauges = metrics.PoolGauges(spec.service, spec.runtime, idle=lambda: len(self._idle),
+                                          busy=self._busy_count, starting=lambda: self._starting,
+                                          queued=lambda: len(self._waiters))
         self._acquire_seconds = metrics.ACQUIRE_SECONDS.labels(**self._labels)
         self._cold_starts = metrics.COLD_STARTS.labels(**self._labels)
 
@@ -85,6 +84,15 @@ class Pool:
     @property
     def ready(self) -> bool:
         return not self._closed and len(self._idle) + self._busy_count() >= self.settings.min_idle
+
+    @property
+    def start_failures(self) -> int:
+        """Worker starts that failed in a row (0 once one succeeds)."""
+        return self._failures
+
+    @property
+    def last_failure(self) -> str | None:
+        return self._last_failure
 
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
@@ -160,6 +168,7 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
+        self._gauges.close()
 
     # --- internals ------------------------------------------------------------------------
 

@@ -175,8 +175,8 @@ class ProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._channels: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
-        self._pythonpath: dict[str, str] = {}  # service → its requirements' site dir
-        self._node_path: dict[str, str] = {}  # service → its package.json dependencies' node_modules
+        self._pythonpath: dict[tuple[str, str], str] = {}  # (service, build) → its requirements' site dir
+        self._node_path: dict[tuple[str, str], str] = {}  # (service, build) → its package.json dependencies' node_modules
 
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
         """Install the project's requirements.txt (Python) or package.json dependencies (JS) into a
@@ -185,11 +185,11 @@ class ProcessBackend(Backend):
             await asyncio.to_thread(node_runner_home)  # npm ci once, off the event loop
             modules = await asyncio.to_thread(npmdeps.host_node_modules, spec.project_root, progress or (lambda _: None))
             if modules is not None:
-                self._node_path[spec.service] = str(modules)
+                self._node_path[(spec.service, spec.build_id)] = str(modules)
         if spec.runtime == "python":
             site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
             if site is not None:
-                self._pythonpath[spec.service] = str(site)
+                self._pythonpath[(spec.service, spec.build_id)] = str(site)
         return spec
 
     async def spawn(self, spec: WorkerSpec, max_frame_bytes: int) -> WorkerChannel:
@@ -202,10 +202,11 @@ class ProcessBackend(Backend):
             "TMPDIR": str(workdir),
             "ENGINE_WORKER_ID": uuid.uuid4().hex[:12],
         }
-        if spec.service in self._pythonpath:
-            env["PYTHONPATH"] = self._pythonpath[spec.service]
-        if spec.runtime == "node" and spec.service in self._node_path:
-            env["NODE_PATH"] = self._node_path[spec.service]  # after the project's own node_modules
+        build = (spec.service, spec.build_id)
+        if build in self._pythonpath:
+            env["PYTHONPATH"] = self._pythonpath[build]
+        if spec.runtime == "node" and build in self._node_path:
+            env["NODE_PATH"] = self._node_path[build]  # after the project's own node_modules
         nproc = _user_process_count() + spec.limits.pids
         try:
             proc = await asyncio.create_subprocess_exec(
