@@ -43,12 +43,13 @@ class RouteTable:
     suffix: str = ".localhost"
 
     def service_for(self, host: str) -> Service | None:
-        hostname = normalise_host(host)
-        deployed = self.deployed.get(hostname)
-        if deployed is not None:
-            return deployed
+        if self.deployed:
+            deployed = self.deployed.get(normalise_host(host))
+            if deployed is not None:
+                return deployed
         if self.only is not None:
             return self.only
+        hostname = normalise_host(host)
         if not hostname.endswith(self.suffix):
             return None
         return self.folder.get(hostname[: -len(self.suffix)])
