@@ -226,13 +226,13 @@ class Deployments:
             bound = self.drain_bound_s(old)
             if not await old.drain(bound):
                 log.warning("deployment_drain_timeout", service=old.name, in_flight=old.in_flight, bound_s=bound)
-            await self._close(old)
+            await self._close(old, f"{old.name} was replaced or withdrawn while this request waited")
         finally:
             self._retiring.discard(old)
 
-    async def _close(self, service: Service) -> None:
+    async def _close(self, service: Service, reason: str = "the engine is shutting down") -> None:
         """Close a service's pools (their workers are removed); forget its metrics if its name is gone."""
-        await asyncio.gather(*(p.close() for p in service.pools.values()), return_exceptions=True)
+        await asyncio.gather(*(p.close(reason) for p in service.pools.values()), return_exceptions=True)
         still_named = any(s.name == service.name for s in self.live.values()) or any(
             s.name == service.name for s in self._retiring if s is not service
         )

@@ -62,6 +62,7 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closed_because = "the engine is shutting down"
         self._failures = 0  # consecutive start failures, for back-off
         self._last_failure: str | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -97,7 +98,7 @@ class Pool:
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
         if self._closed:
-            raise PoolClosed("the engine is shutting down")
+            raise PoolClosed(self._closed_because)
         while self._idle:
             worker = self._idle.pop()  # most recently used first, so the oldest age out
             if worker.alive:
@@ -153,12 +154,13 @@ class Pool:
     def discard(self, worker: Worker, reason: str) -> None:
         self._spawn_task(self._discard(worker, reason))
 
-    async def close(self) -> None:
-        """Refuse new work, fail waiters, kill every worker."""
+    async def close(self, reason: str = "the engine is shutting down") -> None:
+        """Refuse new work, fail waiters (with `reason`), kill every worker."""
         self._closed = True
+        self._closed_because = reason
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(PoolClosed("the engine is shutting down"))
+                waiter.set_exception(PoolClosed(reason))
         self._waiters.clear()
         if self._reaper:
             self._reaper.cancel()

@@ -236,6 +236,11 @@ def test_redeploy_and_rollback_under_load_switch_once_without_failures(backend: 
         samples = await load_around(engine, lambda: engine.apply(deployment(v2, build="ZB" + "2" * 32)))
         assert_one_switch(samples, "v1", "v2")
         numbers["redeploy_requests"] = len(samples)
+        # Label values stay bounded: the service name, never a SID or a build.
+        scraped = (await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{engine.settings.admin_port}/metrics")).text
+        assert 'service="shop-dev"' in scraped
+        for sid in ("ZE" + "1" * 32, "ZB" + "1" * 32, "ZB" + "2" * 32, "ZS" + "2" * 32, build_id(v1), build_id(v2)):
+            assert sid not in scraped
         # apply() returned after the old pools drained: their containers are gone, the new ones are there.
         left = {c.id for c in await containers_async(engine, **{BUILD_LABEL: build_id(v1)})}
         assert not (old & left), "containers of the replaced build are still there"
@@ -409,3 +414,59 @@ def test_two_keys_apply_concurrently_and_one_key_keeps_the_last(backend: str, tm
             assert builds == {build_id(c)}, builds
 
     run_engine(backend, scenario)
+
+
+def test_withdraw_lets_a_running_request_finish(backend: str, tmp_path: Path) -> None:
+    v1 = write_project(tmp_path / "v1", "v1")
+
+    async def scenario(engine: Engine) -> None:
+        await engine.apply(deployment(v1))
+        slow = asyncio.ensure_future(aget(engine, "/version", sleep="3"))
+        await asyncio.sleep(1.0)
+        withdrawing = asyncio.ensure_future(engine.withdraw("ZE" + "1" * 32))
+        deadline = time.monotonic() + 30
+        while (await aget(engine, "/version")).status_code != 404:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert not slow.done()
+        response = await slow
+        assert response.status_code == 200 and response.json()["version"] == "v1"
+        await asyncio.wait_for(withdrawing, 60)
+        assert not await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})
+
+    run_engine(backend, scenario)
+
+
+def test_slow_client_cannot_hold_the_old_build_past_the_drain_bound(backend: str, tmp_path: Path) -> None:
+    """The attack: a request routed to v1 whose body never finishes arriving. The switch to v2 must not
+    wait on it, and the old workers must be gone after the drain bound (time limit + worker wait + 2 s)."""
+    v1 = write_project(tmp_path / "v1", "v1")
+    v2 = write_project(tmp_path / "v2", "v2")
+
+    async def scenario(engine: Engine) -> None:
+        await engine.apply(deployment(v1))
+        bound = engine.deployments.drain_bound_s(engine.deployments.live["ZE" + "1" * 32])
+        assert bound == 2 + 1 + 2
+        reader, writer = await asyncio.open_connection("127.0.0.1", engine.settings.port)
+        try:
+            writer.write(b"POST /version HTTP/1.1\r\nHost: shop-dev.localhost\r\nContent-Type: text/plain\r\n"
+                         b"Content-Length: 100000\r\n\r\npartial")
+            await writer.drain()
+            await asyncio.sleep(0.5)  # routed to v1, reading a body that does not come
+            started = time.monotonic()
+            await asyncio.wait_for(engine.apply(deployment(v2)), 120)
+            took = time.monotonic() - started
+            assert (await aget(engine, "/version")).json()["version"] == "v2"
+            assert bound - 0.5 <= took, f"apply returned after {took:.1f} s although a request was still on v1"
+            assert not await containers_async(engine, **{BUILD_LABEL: build_id(v1)})
+            # The stalled request's build is gone: finishing its body gets an answer, never a v1 one.
+            writer.write(b"x" * (100000 - len(b"partial")))
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            assert head.split(b" ")[1] == b"503", head
+            body = await asyncio.wait_for(reader.read(2000), 30)
+            assert b"replaced or withdrawn" in body, body
+        finally:
+            writer.close()
+
+    run_engine(backend, scenario, time_limit_s=2, acquire_timeout_s=1)
