@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from engine.config import Settings
 from engine.errors import BackendError, ConfigError, ImageBuildError, ProjectError
 from engine.pool import Pool
 from engine.project import Project, load_project
-from engine.routing import Router, normalise_host
+from engine.routing import Router
 from engine.service import Service, time_limits_for
 
 log = structlog.get_logger("engine.deployment")
@@ -58,6 +59,11 @@ class LiveDeployment:
     build_sid: str
 
 
+def deployed_hostname(dep: LiveDeployment) -> str:
+    """The hostname as the router compares it (a port or path in it is not stripped: it is refused)."""
+    return dep.hostname.lower().rstrip(".")
+
+
 def load_deployment(dep: LiveDeployment, settings: Settings) -> Service:
     """The service a deployment describes, without pools; ConfigError names the file or field at fault.
 
@@ -66,7 +72,7 @@ def load_deployment(dep: LiveDeployment, settings: Settings) -> Service:
     what = f"deployment {dep.service_name!r} (environment {dep.key}, build {dep.build_sid})"
     if not _SERVICE_NAME.match(dep.service_name):
         raise ConfigError(f"{what}: service_name must be 1-63 lowercase letters, digits and '-' (a DNS label)")
-    hostname = normalise_host(dep.hostname)
+    hostname = deployed_hostname(dep)
     if not _HOSTNAME.match(hostname):
         raise ConfigError(f"{what}: hostname {dep.hostname!r} is not a DNS name (lowercase letters, digits, '-', '.')")
     try:
@@ -129,6 +135,7 @@ class Deployments:
                 log.info("deployment_superseded", key=dep.key, service=dep.service_name, build=dep.build_sid)
                 return
             self._check_free(dep)
+            began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
             try:
                 await self._start(service)
@@ -145,18 +152,21 @@ class Deployments:
                 await self._close(service)
                 raise
         log.info("deployment_switched", key=dep.key, service=service.name, hostname=service.hostname,
-                 build=dep.build_sid, replaced=old is not None)
+                 build=dep.build_sid, replaced=old is not None, prepare_ms=round((time.monotonic() - began) * 1000))
         if old is not None:
             await self._retire(old)
 
     async def withdraw(self, key: str) -> None:
         """Stop serving `key` (404 from the next request) and remove its workers once its requests end."""
-        slot, _ = self._take_ticket(key)
+        slot, ticket = self._take_ticket(key)
         async with slot.lock:
             old = self.live.get(key)
-            if old is None:
-                return
-            self._publish({k: s for k, s in self.live.items() if k != key})
+            if old is not None:
+                self._publish({k: s for k, s in self.live.items() if k != key})
+        if ticket == slot.latest and not slot.lock.locked():
+            self._slots.pop(key, None)  # nothing served and nothing waiting: keep no state per gone key
+        if old is None:
+            return
         log.info("deployment_withdrawn", key=key, service=old.name, hostname=old.hostname)
         await self._retire(old)
 
@@ -177,7 +187,7 @@ class Deployments:
 
     def _check_free(self, dep: LiveDeployment) -> None:
         """A hostname or service name is served by one thing only; the error names both."""
-        hostname = normalise_host(dep.hostname)
+        hostname = deployed_hostname(dep)
         for service in self.folder:
             if hostname == self.router.folder_hostname(service) or dep.service_name == service.name:
                 raise ConfigError(
@@ -223,10 +233,15 @@ class Deployments:
         """Let the requests already routed to `old` finish (bounded), then remove its workers."""
         self._retiring.add(old)
         try:
+            began = time.monotonic()
             bound = self.drain_bound_s(old)
-            if not await old.drain(bound):
+            drained = await old.drain(bound)
+            if not drained:
                 log.warning("deployment_drain_timeout", service=old.name, in_flight=old.in_flight, bound_s=bound)
+            drain_s = time.monotonic() - began
             await self._close(old, f"{old.name} was replaced or withdrawn while this request waited")
+            log.info("deployment_retired", service=old.name, build=old.project.content_hash[:12], drained=drained,
+                     drain_ms=round(drain_s * 1000), remove_ms=round((time.monotonic() - began - drain_s) * 1000))
         finally:
             self._retiring.discard(old)
 
