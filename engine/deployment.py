@@ -138,7 +138,7 @@ class Deployments:
             began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
             try:
-                await self._start(service)
+                await self._start(service, self.live.get(dep.key))
                 if ticket != slot.latest:
                     raise _Superseded
                 self._check_free(dep)  # again: another key may have taken the name while this one warmed
@@ -202,18 +202,36 @@ class Deployments:
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )
 
-    async def _start(self, service: Service) -> None:
-        """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not."""
+    async def _start(self, service: Service, replacing: Service | None) -> None:
+        """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not.
+
+        A pool that replaces one is also started with as many workers as that one has, so the traffic
+        it takes over does not wait for cold starts; those extra workers are waited for only while the
+        bootstrap bound lasts.
+        """
+        targets: dict[str, int] = {}
         for runtime in service.project.runtimes():
             try:
-                service.pools[runtime] = await self.make_pool(service.project, runtime)
+                pool = service.pools[runtime] = await self.make_pool(service.project, runtime)
             except ImageBuildError as exc:  # the build's content is at fault (requirements, package.json)
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
+            previous = replacing.pools.get(runtime) if replacing is not None else None
+            if previous is not None:
+                targets[runtime] = min(previous.size, pool.settings.max_workers)
+                pool.prewarm(targets[runtime])
         timeout_s = self.settings.bootstrap_timeout_s + DRAIN_GRACE_S
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while not service.ready:
+
+        def warm() -> bool:
+            return service.ready and all(p.idle_count >= targets.get(rt, 0) for rt, p in service.pools.items())
+
+        while not warm():
+            if service.ready and asyncio.get_running_loop().time() > deadline:
+                return  # min_idle is there; the extra workers keep starting in the background
             for pool in service.pools.values():
                 if pool.start_failures >= WARM_MAX_FAILURES:
+                    if service.ready:
+                        return  # min_idle is there; the extra workers are retried in the background
                     raise BackendError(
                         f"deployment {service.name!r}: workers of {pool.name} fail to start "
                         f"({pool.start_failures} attempts): {pool.last_failure}"

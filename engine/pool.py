@@ -86,6 +86,23 @@ class Pool:
     def ready(self) -> bool:
         return not self._closed and len(self._idle) + self._busy_count() >= self.settings.min_idle
 
+    def prewarm(self, workers: int) -> None:
+        """Start workers now until `workers` are alive or starting (at most max_workers), so a pool that
+        takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
+        want = min(workers, self.settings.max_workers)
+        while not self._closed and len(self._workers) + self._starting < want:
+            self._starting += 1
+            self._spawn_task(self._start_worker())
+
+    @property
+    def size(self) -> int:
+        """Workers alive (idle or busy), not counting those starting."""
+        return len(self._workers)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
     @property
     def start_failures(self) -> int:
         """Worker starts that failed in a row (0 once one succeeds)."""
