@@ -119,6 +119,7 @@ class Deployments:
         self.live: Mapping[str, Service] = {}  # by key; replaced whole, never mutated
         self._slots: dict[str, _Slot] = {}
         self._retiring: set[Service] = set()
+        self._tasks: set[asyncio.Future[None]] = set()  # retirements under way
         self._closed = False
 
     def drain_bound_s(self, service: Service) -> float:
@@ -154,7 +155,7 @@ class Deployments:
         log.info("deployment_switched", key=dep.key, service=service.name, hostname=service.hostname,
                  build=dep.build_sid, replaced=old is not None, prepare_ms=round((time.monotonic() - began) * 1000))
         if old is not None:
-            await self._retire(old)
+            await self._retire_shielded(old)
 
     async def withdraw(self, key: str) -> None:
         """Stop serving `key` (404 from the next request) and remove its workers once its requests end."""
@@ -168,7 +169,7 @@ class Deployments:
         if old is None:
             return
         log.info("deployment_withdrawn", key=key, service=old.name, hostname=old.hostname)
-        await self._retire(old)
+        await self._retire_shielded(old)
 
     async def close(self) -> None:
         """Engine stop: close every deployed pool (the listener has already drained the requests)."""
@@ -246,6 +247,13 @@ class Deployments:
     def _publish(self, live: Mapping[str, Service]) -> None:
         self.live = live
         self.router.publish({s.hostname: s for s in live.values() if s.hostname is not None})
+
+    async def _retire_shielded(self, old: Service) -> None:
+        """Retire `old`; a caller that stops waiting (cancelled) does not stop the retirement."""
+        task = asyncio.ensure_future(self._retire(old))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
 
     async def _retire(self, old: Service) -> None:
         """Let the requests already routed to `old` finish (bounded), then remove its workers."""

@@ -503,3 +503,32 @@ def test_apply_refuses_names_that_are_not_dns_safe(tmp_path: Path) -> None:
         assert (await aget(engine, "/version")).status_code == 404
 
     run_engine("process", scenario)
+
+
+def test_cancelled_apply_still_removes_the_old_build(backend: str, tmp_path: Path) -> None:
+    """A caller that gives up on apply() while the old build drains (a converger cancelled) must not
+    leave the old workers running."""
+    v1 = write_project(tmp_path / "v1", "v1")
+    v2 = write_project(tmp_path / "v2", "v2")
+
+    async def scenario(engine: Engine) -> None:
+        await engine.apply(deployment(v1))
+        old = engine.deployments.live["ZE" + "1" * 32]
+        slow = asyncio.ensure_future(aget(engine, "/version", sleep="3"))
+        await asyncio.sleep(1.0)
+        applying = asyncio.ensure_future(engine.apply(deployment(v2)))
+        while (await aget(engine, "/version")).json()["version"] != "v2":
+            await asyncio.sleep(0.1)
+        applying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await applying
+        assert (await slow).json()["version"] == "v1"
+        deadline = time.monotonic() + 30
+        while any(not p._closed for p in old.pools.values()) or await containers_async(
+            engine, **{BUILD_LABEL: build_id(v1)}
+        ):
+            assert time.monotonic() < deadline, "the old build's workers were left running"
+            await asyncio.sleep(0.1)
+        assert (await aget(engine, "/version")).json()["version"] == "v2"
+
+    run_engine(backend, scenario)
