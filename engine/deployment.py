@@ -176,6 +176,9 @@ class Deployments:
         self._closed = True
         services = list(self.live.values()) + list(self._retiring)
         await asyncio.gather(*(self._close(s) for s in services), return_exceptions=True)
+        for task in list(self._tasks):  # retirements still waiting on a drain: their pools are closed now
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # --- steps ------------------------------------------------------------------------------
 

@@ -102,8 +102,9 @@ def run_engine(backend: str, scenario: Callable[[Engine], Awaitable[None]], *pro
 # --- docker: containers by label ------------------------------------------------------------------
 
 
-def containers(engine: Engine, **labels: str) -> list[Any]:
-    """The engine's worker containers (any state) with these extra labels; [] on the process backend."""
+def containers(engine: Engine, **labels: str) -> list[dict[str, Any]]:
+    """The engine's worker containers (any state) with these extra labels, as the list call returns
+    them (one call: no inspect of a container that may be going away); [] on the process backend."""
     if engine.settings.backend != "docker":
         return []
     import docker
@@ -111,12 +112,12 @@ def containers(engine: Engine, **labels: str) -> list[Any]:
     client = docker.from_env()
     try:
         wanted = [f"{ENGINE_LABEL}={engine.engine_id}"] + [f"{k}={v}" for k, v in labels.items()]
-        return client.containers.list(all=True, filters={"label": wanted})
+        return client.api.containers(all=True, filters={"label": wanted})
     finally:
         client.close()
 
 
-async def containers_async(engine: Engine, **labels: str) -> list[Any]:
+async def containers_async(engine: Engine, **labels: str) -> list[dict[str, Any]]:
     return await asyncio.to_thread(containers, engine, **labels)
 
 
@@ -237,7 +238,7 @@ def test_redeploy_and_rollback_under_load_switch_once_without_failures(backend: 
     async def scenario(engine: Engine) -> None:
         await engine.apply(deployment(v1, build="ZB" + "1" * 32))
         assert (await aget(engine, "/version")).json()["version"] == "v1"
-        old = {c.id for c in await containers_async(engine, **{BUILD_LABEL: build_id(v1)})}
+        old = {c["Id"] for c in await containers_async(engine, **{BUILD_LABEL: build_id(v1)})}
 
         samples = await load_around(engine, lambda: engine.apply(deployment(v2, build="ZB" + "2" * 32)))
         assert_one_switch(samples, "v1", "v2")
@@ -249,7 +250,7 @@ def test_redeploy_and_rollback_under_load_switch_once_without_failures(backend: 
         for sid in ("ZE" + "1" * 32, "ZB" + "1" * 32, "ZB" + "2" * 32, "ZS" + "2" * 32, build_id(v1), build_id(v2)):
             assert sid not in scraped
         # apply() returned after the old pools drained: their containers are gone, the new ones are there.
-        left = {c.id for c in await containers_async(engine, **{BUILD_LABEL: build_id(v1)})}
+        left = {c["Id"] for c in await containers_async(engine, **{BUILD_LABEL: build_id(v1)})}
         assert not (old & left), "containers of the replaced build are still there"
         if engine.settings.backend == "docker":
             assert not left and old
@@ -302,7 +303,7 @@ def test_variable_change_rolls_the_workers_without_failures(backend: str, tmp_pa
     async def scenario(engine: Engine) -> None:
         await engine.apply(deployment(v1, env={"GREETING": "hello"}))
         assert (await aget(engine, "/version")).json()["greeting"] == "hello"
-        before = {c.id for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
+        before = {c["Id"] for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
 
         async def change() -> None:
             started = time.monotonic()
@@ -323,7 +324,7 @@ def test_variable_change_rolls_the_workers_without_failures(backend: str, tmp_pa
         first_new = min(s.ended for s in samples if s.greeting == "bonjour")
         assert not [s for s in samples if s.greeting == "hello" and s.started > first_new]
         assert samples[-1].greeting == "bonjour"
-        after = {c.id for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
+        after = {c["Id"] for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
         assert not (before & after), "workers with the old variables are still there"
 
     run_engine(backend, scenario)
@@ -368,7 +369,7 @@ def test_broken_deployment_is_refused_naming_the_file_and_the_old_build_keeps_se
                 await engine.apply(deployment(project))
             assert file in str(caught.value), caught.value
             assert (await aget(engine, "/version")).json()["version"] == "v1"
-            builds = {c.labels[BUILD_LABEL] for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
+            builds = {c["Labels"][BUILD_LABEL] for c in await containers_async(engine, **{SERVICE_LABEL: "shop-dev"})}
             assert builds <= {build_id(v1)}, f"workers of the refused build were started: {builds}"
         # A syntax error is the function's problem, answered at invocation (500), not the deployment's.
         await engine.apply(deployment(syntax))
@@ -420,7 +421,7 @@ def test_two_keys_apply_concurrently_and_one_key_keeps_the_last(backend: str, tm
         assert (await aget(engine, "/version", host="a-dev.localhost")).json()["version"] == "c"
         assert (await aget(engine, "/version", host="b-dev.localhost")).json()["version"] == "b"
         if engine.settings.backend == "docker":
-            builds = {c.labels[BUILD_LABEL] for c in await containers_async(engine, **{SERVICE_LABEL: "a-dev"})}
+            builds = {c["Labels"][BUILD_LABEL] for c in await containers_async(engine, **{SERVICE_LABEL: "a-dev"})}
             assert builds == {build_id(c)}, builds
 
     run_engine(backend, scenario)
@@ -532,3 +533,25 @@ def test_cancelled_apply_still_removes_the_old_build(backend: str, tmp_path: Pat
         assert (await aget(engine, "/version")).json()["version"] == "v2"
 
     run_engine(backend, scenario)
+
+
+def test_engine_stop_during_a_drain_removes_both_builds(backend: str, tmp_path: Path) -> None:
+    v1 = write_project(tmp_path / "v1", "v1")
+    v2 = write_project(tmp_path / "v2", "v2")
+    seen: dict[str, Any] = {}
+
+    async def scenario(engine: Engine) -> None:
+        await engine.apply(deployment(v1))
+        seen["engine"] = engine
+        seen["slow"] = asyncio.ensure_future(aget(engine, "/version", sleep="4"))
+        await asyncio.sleep(1.0)
+        seen["applying"] = asyncio.ensure_future(engine.apply(deployment(v2)))
+        while (await aget(engine, "/version")).json()["version"] != "v2":
+            await asyncio.sleep(0.1)
+        # Leave with the old build still draining: run_engine stops the engine now.
+
+    started = time.monotonic()
+    run_engine(backend, scenario)
+    assert time.monotonic() - started < 120
+    engine = seen["engine"]
+    assert not containers(engine), "workers left after the engine stopped mid-drain"
