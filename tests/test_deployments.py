@@ -189,8 +189,8 @@ class Load:
             return len(self.samples)
 
 
-async def load_around(engine: Engine, action: Callable[[], Awaitable[None]], before_s: float = 3.0,
-                      after_s: float = 3.0) -> list[Sample]:
+async def load_around(engine: Engine, action: Callable[[], Awaitable[None]], before_s: float = 5.0,
+                      after_s: float = 5.0) -> list[Sample]:
     """Steady load for `before_s`, then `action` (still under load), then `after_s` more."""
     load = Load(engine).start()
     try:
@@ -223,7 +223,11 @@ def assert_one_switch(samples: list[Sample], old: str, new: str) -> None:
 def latency_ms(samples: list[Sample]) -> dict[str, float]:
     """Median and worst request time, for the report (not asserted: the machine is shared)."""
     times = sorted((s.ended - s.started) * 1000 for s in samples)
-    return {"p50": round(times[len(times) // 2], 1), "max": round(times[-1], 1)}
+    worst = max(samples, key=lambda s: s.ended - s.started)
+    first = samples[0].started
+    return {"p50": round(times[len(times) // 2], 1), "max": round(times[-1], 1),
+            "worst_started_at_s": round(worst.started - first, 1), "worst_build": worst.version,
+            "over_500ms": sum(1 for t in times if t > 500)}
 
 
 # --- tests --------------------------------------------------------------------------------------
