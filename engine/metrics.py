@@ -3,6 +3,9 @@
 Label values are bounded: service and function names come from the loaded projects, never from
 request paths; requests that reach no function (unknown paths and hosts, assets, header-limit
 refusals) share the one value `(none)`. Worker exit reasons are the fixed set `EXIT_REASONS`.
+
+No `*_created` series: the client library would export one beside every counter and histogram,
+doubling the series each tenant function adds to Prometheus for a timestamp nobody queries.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import functools
 from collections.abc import Callable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# Before any family is made: the switch is read when a metric is created (and is process-wide).
+disable_created_metrics()
 
 NAMESPACE = "functions_engine"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -26,8 +32,8 @@ _WORKER_STATES: Final = ("starting", "idle", "busy")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
-ENGINE_INFO = Info("engine", "Engine version, backend and container runtime.", namespace=NAMESPACE,
-                   registry=REGISTRY)
+# Exported as `functions_engine_info` (an Info appends `_info` to its name).
+ENGINE_INFO = Info(NAMESPACE, "Engine version, backend and container runtime.", registry=REGISTRY)
 INVOCATIONS = Counter("invocations", "Requests answered, by function and HTTP status.",
                       ["service", "function", "runtime", "status"], namespace=NAMESPACE, registry=REGISTRY)
 INVOCATION_SECONDS = Histogram("invocation_duration_seconds", "Time from request to reply, per function.",
