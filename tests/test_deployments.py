@@ -559,3 +559,27 @@ def test_engine_stop_during_a_drain_removes_both_builds(backend: str, tmp_path: 
     assert time.monotonic() - started < 120
     engine = seen["engine"]
     assert not containers(engine), "workers left after the engine stopped mid-drain"
+
+
+JS_VERSION_FN = '''\
+exports.handler = function (context, event, callback) {
+  callback(null, { version: "%s", greeting: context.GREETING || null });
+};
+'''
+
+
+def test_a_javascript_service_is_deployed_and_replaced_the_same_way(backend: str, tmp_path: Path) -> None:
+    js1, js2 = tmp_path / "js1", tmp_path / "js2"
+    for root, version in ((js1, "js1"), (js2, "js2")):
+        (root / "functions").mkdir(parents=True)
+        (root / "functions" / "version.js").write_text(JS_VERSION_FN % version)
+        (root / "package.json").write_text(json.dumps({"name": version, "dependencies": {}}))
+
+    async def scenario(engine: Engine) -> None:
+        await engine.apply(deployment(js1, env={"GREETING": "hi"}))
+        assert (await aget(engine, "/version")).json() == {"version": "js1", "greeting": "hi"}
+        await engine.apply(deployment(js2, env={"GREETING": "hi"}))
+        assert (await aget(engine, "/version")).json() == {"version": "js2", "greeting": "hi"}
+        assert not await containers_async(engine, **{BUILD_LABEL: build_id(js1)})
+
+    run_engine(backend, scenario)
