@@ -281,7 +281,7 @@ def test_request_running_at_the_switch_finishes_on_the_old_build(backend: str, t
 
     async def scenario(engine: Engine) -> None:
         await engine.apply(deployment(v1))
-        slow = asyncio.ensure_future(aget(engine, "/version", sleep="6"))
+        slow = asyncio.ensure_future(aget(engine, "/version", sleep="8"))  # under the 10 s time limit
         await asyncio.sleep(1.0)  # the slow request is routed and running on v1
         applying = asyncio.ensure_future(engine.apply(deployment(v2)))
         deadline = time.monotonic() + 120
@@ -519,11 +519,12 @@ def test_cancelled_apply_still_removes_the_old_build(backend: str, tmp_path: Pat
     async def scenario(engine: Engine) -> None:
         await engine.apply(deployment(v1))
         old = engine.deployments.live["ZE" + "1" * 32]
-        slow = asyncio.ensure_future(aget(engine, "/version", sleep="3"))
+        slow = asyncio.ensure_future(aget(engine, "/version", sleep="8"))  # under the 10 s time limit
         await asyncio.sleep(1.0)
         applying = asyncio.ensure_future(engine.apply(deployment(v2)))
         while (await aget(engine, "/version")).json()["version"] != "v2":
             await asyncio.sleep(0.1)
+        assert not applying.done(), "the old build drained before the cancellation; the test proves nothing"
         applying.cancel()
         with pytest.raises(asyncio.CancelledError):
             await applying
