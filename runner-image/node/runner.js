@@ -31,7 +31,7 @@ const { serve } = require('./lib/main');
 
 const channel = new Channel(fds.outFd);
 const sink = new LogSink(channel);
-const capture = installCapture(sink, fds.rawStdoutFd);
+const capture = installCapture(sink, fds.rawStdoutFd, fds.rawStderrFd);
 processGuard.install();
 
 serve({ channel, sink, capture, notes: fds.notes, preloadIdleMs }, fds.inFd);

@@ -7,6 +7,8 @@
  *   process.stdout.write                  -> info     process.stderr.write  -> error
  *   raw writes to fd 1 (fs.writeSync(1), children with inherited stdio) -> info, via the FIFO
  *   that lib/stdio.js put behind fd 1
+ *   raw writes to fd 2 (fs.writeSync(2), children's inherited stderr)    -> error, via the FIFO
+ *   behind fd 2
  *
  * process.stdin is an empty stream: the engine's frames are not the handler's to read.
  */
@@ -86,8 +88,23 @@ function readWaiting(fd, buf) {
   }
 }
 
-/** Route every output channel of handler code into the sink. Returns `{drain}` for raw fd 1. */
-function installCapture(sink, rawStdoutFd) {
+/** A reader of one FIFO behind fd 1 or 2: lines as they arrive, plus a synchronous drain. */
+function fifoReader(fd, buffer, scratch) {
+  const reader = new net.Socket({ fd, readable: true, writable: false });
+  reader.on('data', (chunk) => buffer.write(chunk));
+  reader.on('error', () => {});
+  reader.unref();
+  return () => {
+    for (;;) {
+      const n = readWaiting(fd, scratch);
+      if (n <= 0) return;
+      buffer.write(Buffer.from(scratch.subarray(0, n)));
+    }
+  };
+}
+
+/** Route every output channel of handler code into the sink. Returns `{drain}` for raw fds 1 and 2. */
+function installCapture(sink, rawStdoutFd, rawStderrFd = null) {
   const info = sink.lineBuffer('info');
   const error = sink.lineBuffer('error');
   const warn = sink.lineBuffer('warn');
@@ -104,25 +121,19 @@ function installCapture(sink, rawStdoutFd) {
   defineStdio('stderr', stdioWritable(sink.lineBuffer('error'), 2));
   defineStdio('stdin', emptyStdin());
 
-  if (rawStdoutFd === null) return { drain() {} };
-  const raw = sink.lineBuffer('info');
-  const reader = new net.Socket({ fd: rawStdoutFd, readable: true, writable: false });
-  reader.on('data', (chunk) => raw.write(chunk));
-  reader.on('error', () => {});
-  reader.unref();
   const scratch = Buffer.allocUnsafe(64 * 1024);
+  const drains = [];
+  if (rawStdoutFd !== null) drains.push(fifoReader(rawStdoutFd, sink.lineBuffer('info'), scratch));
+  if (rawStderrFd !== null) drains.push(fifoReader(rawStderrFd, sink.lineBuffer('error'), scratch));
+  if (drains.length === 0) return { drain() {} };
   return {
-    /** Read whatever is waiting behind fd 1 now, so it is logged before the next frame. */
+    /** Read whatever is waiting behind fds 1 and 2 now, so it is logged before the next frame. */
     drain() {
       // Usually nothing is waiting and the read fails with EAGAIN: no stack for that error.
       const stackTraceLimit = Error.stackTraceLimit;
       Error.stackTraceLimit = 0;
       try {
-        for (;;) {
-          const n = readWaiting(rawStdoutFd, scratch);
-          if (n <= 0) return;
-          raw.write(Buffer.from(scratch.subarray(0, n)));
-        }
+        for (const drain of drains) drain();
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }
