@@ -371,3 +371,30 @@ def test_the_log_budget_is_per_invocation_and_the_rest_is_counted(conformant_run
     sent = sum(len(m.encode()) for _, _, m in logs(frames))
     assert sent <= 1000
     assert frames[-1]["log_bytes_dropped"] == 40000 - sent, frames[-1]
+
+
+BIG_CHILD_OUTPUT = {
+    "python": """
+        import subprocess
+
+        def handler(context, event, callback):
+            subprocess.run(["sh", "-c", "head -c 200000 /dev/zero | tr '\\\\0' x >&2; echo >&2; echo tail-line"], check=True)
+            callback(None, "ok")
+    """,
+    "node": """
+        const { spawn } = require('child_process');
+        exports.handler = (context, event, callback) => {
+          const child = spawn('sh', ['-c', "head -c 200000 /dev/zero | tr '\\\\0' x >&2; echo >&2; echo tail-line"], { stdio: 'inherit' });
+          child.on('exit', () => callback(null, 'ok'));
+        };
+    """,
+}
+
+
+def test_a_childs_output_larger_than_a_pipe_is_logged_in_full_before_done(conformant_runner):
+    runner = conformant_runner({"big": BIG_CHILD_OUTPUT}, limits={"max_log_bytes": 1 << 20})
+    frames = invoke_frames(runner, "big-1", "big")
+    lines = logs(frames)
+    assert "".join(m for _, level, m in lines if level == "error") == "x" * 200000
+    assert ("big-1", "info", "tail-line") in lines
+    assert {i for i, _, _ in lines} == {"big-1"}

@@ -45,9 +45,9 @@ function reopen(fd, flags) {
 }
 
 /**
- * Make each of `fds` (1, 2) the write end of a private FIFO: returns the read ends (non-blocking),
- * in the same order, or null when that is not possible (then no descriptor was changed).
- * One `mkfifo` process for both: a process start is most of this function's cost.
+ * Make each of `fds` (1, 2) the write end of a private FIFO: returns `[{readFd, markerFd}]` in the
+ * same order (the read end and a private write end, both non-blocking), or null when that is not
+ * possible. One `mkfifo` process for both: a process start is most of this function's cost.
  */
 function divert(fds) {
   let dir = null;
@@ -56,10 +56,12 @@ function divert(fds) {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-out-'));
     const fifos = fds.map((fd) => path.join(dir, `fd${fd}`));
     childProcess.execFileSync('mkfifo', ['-m', '600', ...fifos], { stdio: 'ignore', timeout: 5000 });
-    const readFds = fifos.map((fifo) => {
+    const ends = fifos.map((fifo) => {
       const readFd = fs.openSync(fifo, O_RDONLY | O_NONBLOCK);
       opened.push(readFd);
-      return readFd;
+      const markerFd = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+      opened.push(markerFd);
+      return { readFd, markerFd };
     });
     // Nothing may fail half-way: a write end for each FIFO first, then move them onto fds 1/2.
     for (const [i, fd] of fds.entries()) {
@@ -68,7 +70,7 @@ function divert(fds) {
       const writeFd = fs.openSync(fifos[i], O_WRONLY);
       if (writeFd !== fd) throw new Error(`the FIFO for fd ${fd} opened as fd ${writeFd}`);
     }
-    return readFds;
+    return ends;
   } catch {
     for (const fd of opened) fs.closeSync(fd);
     return null;
@@ -91,8 +93,8 @@ function detachStdin() {
 
 /**
  * Set the protocol descriptors up. Returns `{inFd, outFd, crashFd, rawStdoutFd, rawStderrFd,
- * notes}`: the raw*Fd are the read ends of the FIFOs behind fds 1 and 2 (null when that fd was left
- * alone), crashFd is where the runner writes its own errors; notes explain any fallback.
+ * notes}`: the raw*Fd are `{readFd, markerFd}` of the FIFOs behind fds 1 and 2 (null when that fd
+ * was left alone), crashFd is where the runner writes its own errors; notes explain any fallback.
  */
 function setupProtocolFds() {
   const notes = [];
@@ -109,8 +111,8 @@ function setupProtocolFds() {
     notes.push('stderr could not be reopened: raw writes to fd 2 are not logged');
   }
   const targets = [outFd === 1 ? null : 1, crashFd === 2 ? null : 2].filter((fd) => fd !== null);
-  const readFds = targets.length ? divert(targets) : [];
-  if (readFds === null) {
+  const ends = targets.length ? divert(targets) : [];
+  if (ends === null) {
     if (outFd !== 1) fs.closeSync(outFd);
     if (crashFd !== 2) fs.closeSync(crashFd);
     outFd = 1;
@@ -118,8 +120,8 @@ function setupProtocolFds() {
     notes.push('fds 1 and 2 could not be diverted (no mkfifo or no writable tmpdir): raw writes to fd 1 would reach the protocol stream');
   } else {
     for (const [i, fd] of targets.entries()) {
-      if (fd === 1) rawStdoutFd = readFds[i];
-      else rawStderrFd = readFds[i];
+      if (fd === 1) rawStdoutFd = ends[i];
+      else rawStderrFd = ends[i];
     }
   }
   let inFd = reopen(0, O_RDONLY);
