@@ -100,8 +100,8 @@ class Service:
         """Run one invocation: `result` as soon as it is answered, then clean-up and `done`."""
         p = self._plumbing
         inv_id = message.get("id")
-        if not isinstance(inv_id, (str, int)) or isinstance(inv_id, bool):
-            p.sink.emit("error", f"runner: ignoring an invoke without a valid id: {inv_id!r}")
+        if not isinstance(inv_id, str) or not inv_id:  # docs/protocol.md: a non-empty string, as in Node
+            p.sink.emit("error", f"runner: ignoring an `invoke` whose `id` is not a non-empty string: {inv_id!r}")
             return
         p.sink.begin(inv_id)
         before = cleanliness.take_snapshot(self._clean_snapshot)
