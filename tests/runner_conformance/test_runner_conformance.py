@@ -20,14 +20,6 @@ import pytest
 
 from .conftest import kill_session
 
-PENDING_PYRUNNER = "issue 13 item 6: the Python runner's leftover checks (subreaper, no thread grace) have not landed"
-
-
-def pending_on_python(language: str, reason: str = PENDING_PYRUNNER) -> None:
-    if language == "python":
-        pytest.xfail(reason)  # replaced by the assertion passing once the Python side lands
-
-
 def invoke_frames(harness, invocation_id: Any, function: str, event: dict | None = None,
                   timeout: float = 15) -> list[dict]:
     """Send one invoke with exactly this id; frames up to its `done`."""
@@ -211,8 +203,6 @@ def test_an_orphaned_grandchild_makes_the_worker_dirty_and_never_runs_on(conform
     done = invoke_frames(runner, "g-1", "grandchild", {"file": str(marker)})[-1]
     kill_session(runner)  # what the engine does with a dirty worker
     time.sleep(1.5)
-    if language == "python" and done["clean"]:
-        pending_on_python(language)
     assert done["clean"] is False, done
     assert not marker.exists(), "the orphan ran on after the worker was replaced"
 
@@ -243,8 +233,6 @@ def test_a_thread_running_at_the_callback_makes_the_worker_dirty(conformant_runn
     have changed anything in the process, whether or not it ends a moment later."""
     runner = conformant_runner({"thread": THREAD})
     done = invoke_frames(runner, "th-1", "thread", {"seconds": seconds})[-1]
-    if language == "python" and done["clean"]:
-        pending_on_python(language)
     assert done["clean"] is False, done
     assert done["reason"], done
 
