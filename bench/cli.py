@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instead of the table: cold starts under 20 req/s with bursts, engine pool defaults "
                              "(rows runc-python [default], runsc-python, process-python; 60 s per case, 20 s with "
                              "--quick); see bench/steady.py")
+    parser.add_argument("--soak", metavar="DURATION",
+                        help="instead of the table: a well-behaved service beside hostile handlers and clients for "
+                             "DURATION (90s, 3m, 30m), sampling the engine every minute; one row of runc-python "
+                             "[default], runsc-python, process-python; see bench/soak.py")
     return parser
 
 
@@ -55,6 +59,8 @@ def _terminate(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.soak:
+        return _soak(parser, args)
     if args.steady:
         return _steady(parser, args)
     plan = make_plan(args)
@@ -120,6 +126,28 @@ def _steady(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if any(ROWS_BY_KEY.get(k) is not None and ROWS_BY_KEY[k].docker for k in rows or steady.DEFAULT_ROWS):
         tools.require("docker")
     return steady.run(rows, args.quick)
+
+
+def _soak(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """`--soak DURATION`: one engine, its default settings, the backend of one row."""
+    from bench import soak
+
+    clashing = [flag for flag, value in (("--steady", args.steady), ("--sweep", args.sweep), ("--quick", args.quick),
+                                         ("--workers", args.workers), ("--log-level", args.log_level),
+                                         ("--profile", args.profile)) if value]
+    if clashing:
+        parser.error(f"--soak runs one engine with its default settings; drop {', '.join(clashing)}")
+    try:
+        duration_s = soak.parse_duration(args.soak)
+    except ValueError as exc:
+        parser.error(str(exc))
+    rows = [k.strip() for k in args.rows.split(",") if k.strip()] if args.rows else []
+    if len(rows) > 1:
+        parser.error("--soak runs one row at a time")
+    signal.signal(signal.SIGTERM, _terminate)
+    if not rows or ROWS_BY_KEY.get(rows[0]) is None or ROWS_BY_KEY[rows[0]].docker:
+        tools.require("docker")
+    return soak.run(duration_s, rows[0] if rows else None)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,15 @@ from engine import __version__, metrics, protocol
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
 from engine.config import MiB, Settings
-from engine.errors import ConfigError
-from engine.http_front import make_app
+from engine.deployment import Deployments, LiveDeployment
+from engine.errors import BackendError, ConfigError
+from engine.http_conn import front_runner
 from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
 from engine.routing import Router
 from engine.service import Service
 
 log = structlog.get_logger("engine")
-
-# aiohttp's own parser limits sit above ours, so our middleware answers 431 rather than it a 400.
-_PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 64 * 1024, "max_headers": 1024}
 
 
 def parse_project_arg(arg: str) -> tuple[str, Path]:
@@ -53,14 +51,19 @@ def make_backend(settings: Settings, engine_id: str) -> Backend:
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, allow_no_projects: bool = False) -> None:
+        """`allow_no_projects`: deployments arrive at runtime (a control API), so no PROJECT_DIR is needed."""
         self.settings = settings
+        self.allow_no_projects = allow_no_projects
+        self.deployments: Deployments | None = None
         self.engine_id = uuid.uuid4().hex[:12]
         self.services: list[Service] = []
         self.backend: Backend | None = None
         self._runners: list[web.AppRunner] = []
         self._front_runner: web.AppRunner | None = None
         self._stopping = False
+        self._warmed = False  # every pool's warm-up is over (then readiness no longer looks at pools)
+        self._backend_was_down = False
         self.urls: list[str] = []
         # Set while something the engine must serve is still being brought up after start() (the
         # control plane restoring deployed environments): /readyz answers 503 with this reason.
@@ -70,8 +73,9 @@ class Engine:
 
     def load(self) -> None:
         """Read every project; errors name the files (before anything is started)."""
-        if not self.settings.projects and self.settings.api_port is None:
-            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS), or --api-port to deploy through the control API")
+        if not self.settings.projects and not (self.allow_no_projects or self.settings.api_port is not None):
+            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS), "
+                              "or --api-port to deploy through the control API")
         seen: set[str] = set()
         for arg in self.settings.projects:
             name, path = parse_project_arg(arg)
@@ -102,9 +106,8 @@ class Engine:
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
         self._runners.append(admin)
         router = Router(self.services, self.settings.domain)
-        front = web.AppRunner(
-            make_app(router, self.settings, _PARSER_LIMITS), access_log=None, shutdown_timeout=self._drain_s(),
-        )
+        self.deployments = Deployments(self.settings, router, self.services, self._make_pool)
+        front = front_runner(router, self.settings, shutdown_timeout_s=self._drain_s())
         await front.setup()
         await web.TCPSite(front, self.settings.host, self.settings.port).start()
         self._front_runner = front
@@ -113,7 +116,24 @@ class Engine:
 
     def _drain_s(self) -> float:
         longest = max((max(s.time_limits_s.values(), default=0) for s in self.services), default=0)
-        return max(longest, self.settings.time_limit_s) + 2.0
+        # Services deployed later take their limits from the same settings: count every override.
+        configured = max((f.time_limit_s or 0 for o in self.settings.services.values() for f in o.functions.values()),
+                         default=0)
+        return max(longest, configured, self.settings.time_limit_s) + 2.0
+
+    # --- deployments at runtime (engine/deployment.py) -------------------------------------
+
+    async def apply(self, dep: LiveDeployment) -> None:
+        """Serve `dep`, replacing what `dep.key` served, with no request lost (see engine/deployment.py)."""
+        if self.deployments is None:
+            raise BackendError("the engine is not started; deployments are applied once it serves")
+        await self.deployments.apply(dep)
+
+    async def withdraw(self, key: str) -> None:
+        """Stop serving `key` (404 from the next request) and remove its workers."""
+        if self.deployments is None:
+            return
+        await self.deployments.withdraw(key)
 
     async def _make_pool(self, project: Project, runtime: str) -> Pool:
         s = self.settings
@@ -155,6 +175,9 @@ class Engine:
                 max_workers=_pick(per_service.max_workers, s.max_workers), max_queue=s.max_queue,
                 idle_timeout_s=s.idle_timeout_s, bootstrap_timeout_s=s.bootstrap_timeout_s,
                 max_frame_bytes=s.max_frame_bytes,
+                max_worker_invocations=_pick(per_service.max_worker_invocations, s.max_worker_invocations),
+                max_worker_age_s=s.max_worker_age_s if per_service.max_worker_age_s is None else per_service.max_worker_age_s,
+                max_lifecycle_calls=s.max_lifecycle_calls_per_pool, crash_backoff_max_s=s.crash_backoff_max_s,
             ),
         )
         await pool.start()
@@ -181,16 +204,33 @@ class Engine:
         return lines
 
     async def readiness(self) -> tuple[bool, str]:
+        """Whether this engine can serve: never whether every tenant's code is good.
+
+        At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
+        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
+        engine is warm before it takes traffic; likewise once the backend is back after an outage.
+        Otherwise only the backend and draining count.
+        """
         if self._stopping:
             return False, "shutting down"
         if self.held_not_ready is not None:
             return False, self.held_not_ready
+        pools = [(f"{s.name}/{rt}", p) for s in self.services for rt, p in s.pools.items()]
         if self.backend is None or not await self.backend.healthy():
+            self._backend_was_down = True
             return False, f"backend {self.settings.backend} unreachable"
-        waiting = [f"{s.name}/{rt}" for s in self.services for rt, p in s.pools.items() if not p.ready]
-        if waiting:
-            return False, "pools warming: " + ", ".join(waiting)
-        return True, "ready"
+        if self._backend_was_down:  # back: every pool retries now, and is warm again before traffic
+            self._backend_was_down = self._warmed = False
+            for _, pool in pools:
+                pool.rewarm()
+        if not self._warmed:
+            waiting = [name for name, p in pools if not p.settled]
+            if waiting:
+                return False, "pools warming: " + ", ".join(waiting)
+            self._warmed = True
+        failing = [name for name, p in pools if p.failing]
+        return True, "ready" + (f" (pools failing, see worker_start_failed/worker_died logs: {', '.join(failing)})"
+                                if failing else "")
 
     # --- stop -----------------------------------------------------------------------------
 
@@ -210,6 +250,7 @@ class Engine:
 
     async def close_pools(self) -> None:
         pools = [p for s in self.services for p in s.pools.values()]
-        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        closing = [p.close() for p in pools] + ([self.deployments.close()] if self.deployments else [])
+        await asyncio.gather(*closing, return_exceptions=True)
         if self.backend is not None:
             await self.backend.close()

@@ -6,6 +6,7 @@ file (TOML or YAML), the defaults below. Errors name the key and the bad value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -43,6 +44,8 @@ class ServiceOverrides(BaseModel):
     min_idle: int | None = Field(default=None, ge=0)
     max_workers: int | None = Field(default=None, ge=1)
     memory_mb: int | None = Field(default=None, ge=32)
+    max_worker_invocations: int | None = Field(default=None, ge=1)
+    max_worker_age_s: float | None = Field(default=None, gt=0)
     functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
 
 
@@ -65,8 +68,12 @@ class Settings(BaseSettings):
     docker_reap: Literal["dead-owners", "all"] = "dead-owners"
     # With several services, `<service>.<domain>` picks the service from the Host header.
     domain: str = "localhost"
-    # Honour X-Forwarded-Proto/-Host when rebuilding the URL for signature checks.
+    # Honour X-Forwarded-For/-Proto/-Host, but only on connections from `trusted_proxies`: the
+    # forwarded host then picks the service and is the host signatures are checked against.
     behind_proxy: bool = False
+    # Addresses (IPs or CIDRs) of the proxies whose X-Forwarded-* headers are believed when
+    # `behind_proxy` is on; anyone else's are ignored. Also exempt from max_connections_per_client.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
     # Dev mode puts error stacks in 500 bodies; never on a shared runtime.
     dev_mode: bool = False
     log_format: Literal["json", "console"] = "json"
@@ -77,6 +84,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 * MiB, gt=0)  # request body; over it → 413
     max_headers: int = Field(default=90, gt=0)  # request header count; over it → 431
     max_header_bytes: int = Field(default=15_000, gt=0)  # total request header size; over → 431
+    # The request line (method, URL, version); over it → 414. Counted apart from max_header_bytes.
+    max_request_line_bytes: int = Field(default=16 * KiB, ge=256)
+    # A request's head must arrive within this (from accept, or from its first byte on a kept-alive
+    # connection); else the connection is closed. Protects against slowloris clients.
+    header_read_timeout_s: float = Field(default=10.0, gt=0)
+    # A request's body must arrive within this once its head has; else 408 and the connection is closed.
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    # A function's (or the engine's) reply must be taken by the client within this; else the
+    # connection is dropped. Protects against clients that never read (slow-read), which would
+    # hold the reply in memory and the connection for ever.
+    response_write_timeout_s: float = Field(default=60.0, gt=0)
+    # An idle kept-alive connection is closed after this (longer than a proxy's upstream keep-alive).
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
+    # Open connections from one peer address (an IPv6 /64 counts as one); more are closed at once.
+    # The peer is the TCP peer: behind a proxy that is the proxy, so `trusted_proxies` are exempt.
+    # A quarter of max_connections: one address cannot take the listener, and a NAT or Twilio's
+    # webhook senders (a few addresses, many requests) have room.
+    max_connections_per_client: int = Field(default=256, ge=1)
+    max_connections: int = Field(default=1024, ge=1)  # open connections in all; more are closed at once
 
     # --- invocation limits ---
     time_limit_s: float = Field(default=10.0, gt=0, le=900)  # callback deadline; then 504 + kill
@@ -91,6 +117,12 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=64, ge=0)  # requests waiting for a worker; beyond → 503
     idle_timeout_s: float = Field(default=300.0, gt=0)  # idle workers above min_idle are reaped
     bootstrap_timeout_s: float = Field(default=30.0, gt=0)  # init → ready
+    # A worker's life is bounded, so what a handler left in it that no clean-check sees does not last:
+    max_worker_invocations: int = Field(default=10_000, ge=1)  # then it is retired and replaced
+    max_worker_age_s: float = Field(default=3600.0, gt=0)  # then it is retired (after its invocation, or idle)
+    # One tenant cannot hold the backend: the docker backend runs 8 calls at once for every pool.
+    max_lifecycle_calls_per_pool: int = Field(default=2, ge=1)  # worker starts in flight per pool (and as many removals)
+    crash_backoff_max_s: float = Field(default=10.0, gt=0)  # longest wait before a start after failed starts/young deaths
 
     # --- worker resources ---
     memory_mb: int = Field(default=256, ge=32)
@@ -118,6 +150,17 @@ class Settings(BaseSettings):
 
     _config_file: ClassVar[Path | None] = None
     _environ: ClassVar[dict[str, str] | None] = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network ({exc})") from exc
+        return networks
 
     @field_validator("services")
     @classmethod

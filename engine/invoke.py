@@ -60,11 +60,11 @@ async def run(
     try:
         result = await worker.invoke(frame, invocation, deadline)
     except InvocationTimeout:
-        await worker.kill("timeout")
+        worker.mark_dead("timeout")  # removed in the background: the 504 never waits for the backend
         _count_log_bytes(invocation, None)
         raise
     except WorkerError as exc:
-        await worker.kill(worker.death or "protocol")
+        worker.mark_dead(worker.death or "protocol")
         _count_log_bytes(invocation, None)
         if worker.death == "shutdown":  # removed by a hurried stop: retry elsewhere (503), not a broken worker
             raise PoolClosed("the engine is shutting down") from exc

@@ -3,14 +3,21 @@
 Label values are bounded: service and function names come from the loaded projects, never from
 request paths; requests that reach no function (unknown paths and hosts, assets, header-limit
 refusals) share the one value `(none)`. Worker exit reasons are the fixed set `EXIT_REASONS`.
+
+No `*_created` series: the client library would export one beside every counter and histogram,
+doubling the series each tenant function adds to Prometheus for a timestamp nobody queries.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# Before any family is made: the switch is read when a metric is created (and is process-wide).
+disable_created_metrics()
 
 NAMESPACE = "functions_engine"
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -19,14 +26,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 NO_LABEL: Final = "(none)"
 
 #: Why a worker ended: the only values of `worker_exits_total{reason}`.
-EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown")
+EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired")
 
-_WORKER_STATES: Final = ("starting", "idle", "busy")
+_WORKER_STATES: Final = ("starting", "idle", "busy", "removing")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
-ENGINE_INFO = Info("engine", "Engine version, backend and container runtime.", namespace=NAMESPACE,
-                   registry=REGISTRY)
+# Exported as `functions_engine_info` (an Info appends `_info` to its name).
+ENGINE_INFO = Info(NAMESPACE, "Engine version, backend and container runtime.", registry=REGISTRY)
 INVOCATIONS = Counter("invocations", "Requests answered, by function and HTTP status.",
                       ["service", "function", "runtime", "status"], namespace=NAMESPACE, registry=REGISTRY)
 INVOCATION_SECONDS = Histogram("invocation_duration_seconds", "Time from request to reply, per function.",
@@ -49,6 +56,22 @@ QUEUE_REJECTIONS = Counter("queue_rejections", "Requests answered 503 because th
                            ["service", "runtime"], namespace=NAMESPACE, registry=REGISTRY)
 LOG_BYTES = Counter("handler_log_bytes", "Handler output bytes, kept or dropped over the cap.",
                     ["service", "outcome"], namespace=NAMESPACE, registry=REGISTRY)
+START_FAILURES = Counter("worker_start_failures", "Worker starts that failed: not created, or no `ready` "
+                         "(exited, broke the protocol or timed out during init).", ["service", "runtime"],
+                         namespace=NAMESPACE, registry=REGISTRY)
+POOL_HEALTHY = Gauge("pool_healthy", "1 while a pool's workers start and finish invocations; 0 while its "
+                     "last start failed or its workers keep dying before finishing one.", ["service", "runtime"],
+                     namespace=NAMESPACE, registry=REGISTRY)
+OPEN_CONNECTIONS = Gauge("connections", "Open connections on the functions listener.", namespace=NAMESPACE,
+                         registry=REGISTRY)
+CONNECTIONS_REFUSED = Counter("connections_refused", "Connections closed by a front-door limit, by the limit.",
+                              ["limit"], namespace=NAMESPACE, registry=REGISTRY)
+#: The only values of `connections_refused_total{limit}`.
+CONNECTION_LIMITS: Final = (
+    "max_connections", "max_connections_per_client", "header_read_timeout", "response_write_timeout",
+)
+for _limit in CONNECTION_LIMITS:
+    CONNECTIONS_REFUSED.labels(_limit)
 IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["kind", "outcome"],
                        namespace=NAMESPACE, registry=REGISTRY)
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
@@ -63,10 +86,82 @@ def init_pool(service: str, runtime: str) -> None:
     for reason in EXIT_REASONS:
         WORKER_EXITS.labels(service, runtime, reason)
     COLD_STARTS.labels(service, runtime)
+    START_FAILURES.labels(service, runtime)
     QUEUE_DEPTH.labels(service, runtime)
     QUEUE_REJECTIONS.labels(service, runtime)
     for outcome in ("kept", "dropped"):
         LOG_BYTES.labels(service, outcome)
+
+
+class PoolGauges:
+    """The gauges of every live pool with one (service, runtime) label set, summed when scraped.
+
+    While a deployment replaces a service, its old and new pools share the label values (labels
+    name the service, never a build); each pool counts here until it is closed, and the series go
+    away with the last one, so a withdrawn service leaves no stale gauge behind.
+    """
+
+    _live: dict[tuple[str, str], list[PoolGauges]] = {}
+
+    def __init__(self, service: str, runtime: str, idle: Callable[[], int], busy: Callable[[], int],
+                 starting: Callable[[], int], removing: Callable[[], int], queued: Callable[[], int],
+                 healthy: Callable[[], int]) -> None:
+        self.key = (service, runtime)
+        self.reads = {"idle": idle, "busy": busy, "starting": starting, "removing": removing, "queued": queued,
+                      "healthy": healthy}
+        pools = self._live.setdefault(self.key, [])
+        pools.append(self)
+        if len(pools) == 1:
+            for state in _WORKER_STATES:
+                WORKERS.labels(service, runtime, state).set_function(self._sum(self.key, state))
+            QUEUE_DEPTH.labels(service, runtime).set_function(self._sum(self.key, "queued"))
+            POOL_HEALTHY.labels(service, runtime).set_function(self._min(self.key, "healthy"))
+
+    @classmethod
+    def _sum(cls, key: tuple[str, str], what: str) -> Callable[[], float]:
+        return lambda: sum(p.reads[what]() for p in cls._live.get(key, ()))
+
+    @classmethod
+    def _min(cls, key: tuple[str, str], what: str) -> Callable[[], float]:
+        """Healthy only while every pool of the label set is (a new build that cannot start shows)."""
+        return lambda: min((p.reads[what]() for p in cls._live.get(key, ())), default=1)
+
+    def close(self) -> None:
+        """This pool no longer counts; the last pool of a label set removes its series."""
+        pools = self._live.get(self.key, [])
+        if self in pools:
+            pools.remove(self)
+        if not pools and self._live.pop(self.key, None) is not None:
+            service, runtime = self.key
+            for state in _WORKER_STATES:
+                _remove(WORKERS, service, runtime, state)
+            _remove(QUEUE_DEPTH, service, runtime)
+            _remove(POOL_HEALTHY, service, runtime)
+
+
+def _remove(family: Gauge, *labels: str) -> None:
+    try:
+        family.remove(*labels)
+    except KeyError:
+        pass
+
+
+#: Every family with a `service` label (all of them but the engine's and the image builds').
+_SERVICE_FAMILIES = (INVOCATIONS, INVOCATION_SECONDS, ACQUIRE_SECONDS, COLD_STARTS, WORKERS, WORKER_EXITS,
+                     BOOTSTRAP_SECONDS, QUEUE_DEPTH, QUEUE_REJECTIONS, LOG_BYTES, START_FAILURES, POOL_HEALTHY)
+
+
+def forget_service(service: str) -> None:
+    """Remove every series of a service that is no longer served (withdrawn), so none goes stale."""
+    for family in _SERVICE_FAMILIES:
+        names = family._labelnames  # prometheus_client keeps no public list of a family's children
+        position = names.index("service")
+        for values in [v for v in list(family._metrics) if v[position] == service]:
+            _remove(family, *values)  # type: ignore[arg-type]
+    # The request path caches labelled children; drop them so a later service of that name starts afresh.
+    invocations.cache_clear()
+    invocation_seconds.cache_clear()
+    log_bytes.cache_clear()
 
 
 def worker_exited(service: str, runtime: str, reason: str | None) -> str:
@@ -93,3 +188,8 @@ def invocation_seconds(service: str, function: str, runtime: str) -> Histogram:
 @functools.lru_cache(maxsize=256)
 def log_bytes(service: str, outcome: str) -> Counter:
     return LOG_BYTES.labels(service, outcome)
+
+
+def connections_refused(limit: str) -> None:
+    """Count one connection closed by `limit` (one of `CONNECTION_LIMITS`)."""
+    CONNECTIONS_REFUSED.labels(limit).inc()

@@ -3,12 +3,21 @@
 One invocation per worker. `min_idle` workers are kept ready; a taken worker triggers its
 replacement at once, so cold starts stay off the request path; the pool grows to `max_workers`
 under load, queues at most `max_queue` requests beyond that and answers the rest with 503.
+
+A pool is one tenant's and must not cost the others: it has at most `max_lifecycle_calls` worker
+starts in flight on the backend (and as many removals and exit checks), a start whose turn comes
+when nobody needs it any more is dropped, and when its workers cannot start or keep dying young
+the next start waits (growing, capped at `crash_backoff_max_s`) while its requests are answered
+at once with the reason. Each worker has a bounded life (`max_worker_invocations`,
+`max_worker_age_s`), so whatever a handler left in it that no check can see does not last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +28,9 @@ from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
 from engine.errors import (
     AcquireTimeout,
-    BootstrapError,
     EngineError,
     PoolClosed,
     PoolSaturated,
-    WorkerError,
     WorkersUnavailable,
 )
 from engine.worker import Worker, WorkerState
@@ -39,6 +46,17 @@ class PoolSettings:
     idle_timeout_s: float
     bootstrap_timeout_s: float
     max_frame_bytes: int
+    max_worker_invocations: int = 10_000  # then the worker is retired after its invocation
+    max_worker_age_s: float = 3600.0  # then the worker is retired after its invocation (or while idle)
+    max_lifecycle_calls: int = 2  # backend starts in flight for this pool, and as many removals/exit checks
+    crash_backoff_max_s: float = 10.0  # longest wait before a start after failed starts or young deaths
+
+
+#: The first back-off step; each further failure or young death doubles it, up to crash_backoff_max_s.
+_BACKOFF_FIRST_S = 0.2
+#: Workers in a row that die young before the pool counts as crash-looping (one at a time, 503 at once):
+#: a single crash (a handler that ran out of memory once) only delays the next start a little.
+CRASH_LOOP_DEATHS = 3
 
 
 class Pool:
@@ -59,19 +77,33 @@ class Pool:
         self._idle: collections.deque[Worker] = collections.deque()
         self._workers: set[Worker] = set()
         self._starting = 0
+        # Dead workers whose container (or process) is not gone yet: they count against max_workers
+        # until it is, so a tenant cannot run more than max_workers by timing out.
+        self._removing: set[Worker] = set()
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closed_because = "the engine is shutting down"
         self._failures = 0  # consecutive start failures, for back-off
         self._last_failure: str | None = None
+        self._crashes = 0  # workers in a row that died by themselves before finishing an invocation
+        self._last_crash: str | None = None
+        self._next_start = 0.0  # loop time before which no start begins (the back-off), for Retry-After
+        self._settled = False  # the warm-up is over: min_idle reached once, or a start failed
+        self._retry_now = asyncio.Event()  # cuts a back-off short (the backend is back)
+        # This pool's share of the backend's calls: starts, and apart from them removals and exit
+        # checks, so a 504's removal or a crash's 502 never waits behind a queue of starts.
+        self._start_slots = asyncio.Semaphore(settings.max_lifecycle_calls)
+        self._stop_slots = asyncio.Semaphore(settings.max_lifecycle_calls)
         self._reaper: asyncio.Task[None] | None = None
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
         # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
-        for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
-                             ("starting", lambda: self._starting)):
-            metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
-        metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
+        self._gauges = metrics.PoolGauges(spec.service, spec.runtime, idle=lambda: len(self._idle),
+                                          busy=self._busy_count, starting=lambda: self._starting,
+                                          removing=lambda: len(self._removing), queued=lambda: len(self._waiters),
+                                          healthy=lambda: 0 if self.failing else 1)
+        self._start_failures = metrics.START_FAILURES.labels(**self._labels)
         self._acquire_seconds = metrics.ACQUIRE_SECONDS.labels(**self._labels)
         self._cold_starts = metrics.COLD_STARTS.labels(**self._labels)
 
@@ -84,12 +116,56 @@ class Pool:
 
     @property
     def ready(self) -> bool:
+        """It holds its minimum of warm workers now."""
         return not self._closed and len(self._idle) + self._busy_count() >= self.settings.min_idle
+
+    @property
+    def settled(self) -> bool:
+        """Its warm-up is over: it reached min_idle, or a start failed (for readiness at start-up and after an outage)."""
+        return self._settled or self.ready
+
+    @property
+    def failing(self) -> bool:
+        """Its last start failed, or its workers keep dying before finishing an invocation."""
+        return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS
+
+    def rewarm(self) -> None:
+        """The backend is back after an outage: retry starts now, and count as warming until one ends."""
+        self._settled = False
+        self._retry_now.set()
+        self._retry_now = asyncio.Event()
+        self._replenish()
+
+    def prewarm(self, workers: int) -> None:
+        """Start workers now until `workers` are alive or starting (at most max_workers), so a pool that
+        takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
+        want = min(workers, self.settings.max_workers)
+        while not self._closed and len(self._workers) + self._starting < want:
+            self._starting += 1
+            self._spawn_task(self._start_worker())
+
+    @property
+    def size(self) -> int:
+        """Workers alive (idle or busy), not counting those starting."""
+        return len(self._workers)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def start_failures(self) -> int:
+        """Worker starts that failed in a row (0 once one succeeds)."""
+        return self._failures
+
+    @property
+    def last_failure(self) -> str | None:
+        return self._last_failure
 
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
         if self._closed:
-            raise PoolClosed("the engine is shutting down")
+            raise PoolClosed(self._closed_because)
         while self._idle:
             worker = self._idle.pop()  # most recently used first, so the oldest age out
             if worker.alive:
@@ -97,11 +173,16 @@ class Pool:
                 self._replenish()
                 self._acquire_seconds.observe(0.0)  # a warm worker was there: no wait worth a clock read
                 return worker, False
-        if self._failures and not self._workers:
-            # Nothing alive and the last start failed (daemon gone, image broken): answer now rather
-            # than queueing for the back-off; starts keep being retried in the background.
+        if self.failing and not self._workers:
+            # Nothing alive and the last start failed (daemon gone, code that exits at import) or
+            # the last workers died young: answer now rather than queueing for the back-off;
+            # starts keep being retried in the background.
             self._replenish()
-            raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {self._last_failure}")
+            raise self._unavailable()
+        if self._removing and not self._workers and not self._starting:
+            down = self.backend.unavailable()
+            if down:  # every free place is held by a dead worker the backend cannot remove now
+                raise WorkersUnavailable(f"no worker of {self.name} can be started at the moment: {down}")
         if len(self._waiters) >= self.settings.max_queue:
             metrics.QUEUE_REJECTIONS.labels(**self._labels).inc()
             raise PoolSaturated(
@@ -135,8 +216,15 @@ class Pool:
         return worker, cold
 
     def release(self, worker: Worker, clean: bool, reason: str = "dirty") -> None:
-        """Back to the pool if clean and alive; otherwise killed and replaced in the background."""
+        """Back to the pool if clean and alive; otherwise killed and replaced in the background.
+
+        A worker past its lifetime bound is retired here, after its invocation answered.
+        """
         if worker.alive and clean and not self._closed:
+            self._crashes = 0  # a worker finished an invocation: whatever crash loop there was is over
+            if self._past_lifetime(worker, time.monotonic()):
+                self._spawn_task(self._discard(worker, "retired"))
+                return
             worker.transition(WorkerState.IDLE)
             self._offer(worker)
         else:
@@ -145,12 +233,13 @@ class Pool:
     def discard(self, worker: Worker, reason: str) -> None:
         self._spawn_task(self._discard(worker, reason))
 
-    async def close(self) -> None:
-        """Refuse new work, fail waiters, kill every worker."""
+    async def close(self, reason: str = "the engine is shutting down") -> None:
+        """Refuse new work, fail waiters (with `reason`), kill every worker."""
         self._closed = True
+        self._closed_because = reason
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(PoolClosed("the engine is shutting down"))
+                waiter.set_exception(PoolClosed(reason))
         self._waiters.clear()
         if self._reaper:
             self._reaper.cancel()
@@ -160,11 +249,38 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
+        self._gauges.close()
 
     # --- internals ------------------------------------------------------------------------
 
     def _busy_count(self) -> int:
         return sum(1 for w in self._workers if w.state is WorkerState.BUSY)
+
+    def _past_lifetime(self, worker: Worker, now: float) -> bool:
+        return worker.invocations >= self.settings.max_worker_invocations or now >= worker.retire_at
+
+    def _backoff_s(self) -> float:
+        """How long the next start waits: 0 when healthy, else doubling per failure, capped."""
+        streak = max(self._failures, self._crashes)
+        if not streak:
+            return 0.0
+        return min(self.settings.crash_backoff_max_s, _BACKOFF_FIRST_S * 2 ** min(streak - 1, 16))
+
+    def _unavailable(self) -> WorkersUnavailable:
+        """The 503 for a pool that has no worker and cannot get one now, naming why."""
+        wait_s = max(0.0, self._next_start - asyncio.get_running_loop().time())
+        if self._failures:
+            what = (f"the function's worker could not start: {self._last_failure} "
+                    f"({self._failures} attempt{'s' if self._failures > 1 else ''} in a row")
+        else:
+            what = (f"the function's workers keep dying before finishing an invocation: {self._last_crash} "
+                    f"({self._crashes} in a row")
+        exc = WorkersUnavailable(
+            f"{what}; service {self.spec.service}, {self.spec.runtime} runtime; the engine log has the "
+            f"worker's stderr; a new worker is tried in the background, next in {wait_s:.1f} s)"
+        )
+        exc.retry_after_s = max(1, math.ceil(wait_s))
+        return exc
 
     def _offer(self, worker: Worker) -> None:
         while self._waiters:
@@ -175,10 +291,17 @@ class Pool:
         self._idle.append(worker)
 
     def _replenish(self) -> None:
-        """Start workers for waiters beyond those already starting, and up to min_idle idle."""
+        """Start workers for waiters beyond those already starting, and up to min_idle idle.
+
+        While the pool is failing, one start at a time (a probe): if it fails or dies young too,
+        the others would have as well, each at the cost of backend calls everyone shares.
+        """
         if self._closed:
             return
-        while len(self._workers) + self._starting < self.settings.max_workers:
+        at_once = 1 if self.failing else self.settings.max_workers
+        # A dead worker holds its place until the backend says it is gone (`_removing`).
+        while (len(self._workers) + self._starting + len(self._removing) < self.settings.max_workers
+               and self._starting < at_once):
             want_for_waiters = len(self._waiters) > self._starting
             want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
             if not (want_for_waiters or want_for_idle):
@@ -187,24 +310,37 @@ class Pool:
             self._spawn_task(self._start_worker())
 
     async def _start_worker(self) -> None:
-        if self._failures:
-            await asyncio.sleep(min(5.0, 0.2 * 2 ** min(self._failures, 5)))
-        started = time.monotonic()
         worker: Worker | None = None
         try:
-            channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
-            worker = Worker(channel, self.spec.service, self._worker_died)
+            delay = self._backoff_s()
+            if delay:
+                loop = asyncio.get_running_loop()
+                self._next_start = max(self._next_start, loop.time() + delay)
+                try:
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
+                except TimeoutError:
+                    pass
+            started = time.monotonic()
+            async with self._start_slots:
+                if not self._still_wanted():  # its turn came after the burst that asked for it was served
+                    self._starting -= 1
+                    return
+                channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
+            worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
+            # Up to 10 % early, so workers started together (at start-up, after a burst) do not all
+            # retire in the same moment and leave the pool cold.
+            worker.retire_at = worker.started_at + self.settings.max_worker_age_s * random.uniform(0.9, 1.0)
             ready = await worker.bootstrap(self.init, self.settings.bootstrap_timeout_s)
         except (EngineError, OSError) as exc:
             self._starting -= 1
             self._failures += 1
+            self._settled = True
             self._last_failure = str(exc)
-            log.error("worker_start_failed", pool=self.name, error=str(exc), attempt=self._failures)
-            if isinstance(exc, BootstrapError) and worker is not None:
-                stderr = worker.channel.stderr_tail()
-                if stderr:
-                    log.error("worker_stderr", pool=self.name, stderr=stderr[-4000:])
-            self._fail_waiters_if_hopeless(exc)
+            self._start_failures.inc()
+            stderr = worker.channel.stderr_tail()[-4000:] if worker is not None else ""
+            log.error("worker_start_failed", pool=self.name, error=str(exc), attempt=self._failures,
+                      stderr=stderr or None)
+            self._fail_waiters_if_hopeless()
             self._replenish()
             return
         except asyncio.CancelledError:
@@ -221,18 +357,28 @@ class Pool:
             await worker.kill("shutdown")
             return
         self._workers.add(worker)
+        if len(self._workers) >= self.settings.min_idle:
+            self._settled = True
         log.info("worker_ready", pool=self.name, worker_id=worker.id, bootstrap_ms=round(duration * 1000, 1),
                  load_errors=ready.load_errors or None)
         self._offer(worker)
 
-    def _fail_waiters_if_hopeless(self, exc: Exception) -> None:
+    def _still_wanted(self) -> bool:
+        """Whether a start under way (counted in `_starting`) is still needed: `_replenish`'s test, itself included."""
+        if self._closed:
+            return False
+        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= self.settings.min_idle
+
+    def _fail_waiters_if_hopeless(self) -> None:
         """With nothing alive or starting, waiters would only time out: tell them now why."""
-        if self._workers or self._starting:
-            return
+        if not (self._workers or self._starting):
+            self._fail_waiters()
+
+    def _fail_waiters(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(WorkerError(f"no worker of {self.name} could be started: {exc}"))
+                waiter.set_exception(self._unavailable())
 
     async def _discard(self, worker: Worker, reason: str) -> None:
         await worker.kill(reason)
@@ -247,12 +393,34 @@ class Pool:
             self._idle.remove(worker)
         except ValueError:
             pass
+        if reason in ("crash", "oom", "protocol") and worker.ready is not None and worker.invocations <= 1:
+            # It started, then died by itself before finishing one invocation (a failed start is
+            # counted apart, as `_failures`): a crash loop slows its own restarts,
+            # and with nothing left alive its waiting requests are answered now rather than at timeout.
+            self._crashes += 1
+            self._last_crash = worker.death_detail or reason
+            self._next_start = max(self._next_start, asyncio.get_running_loop().time() + self._backoff_s())
+            if self.failing and not self._workers:
+                self._fail_waiters()
         log.info("worker_exit", pool=self.name, worker_id=worker.id, reason=reason,
                  invocations=worker.invocations)
+        self._removing.add(worker)
+        self._spawn_task(self._until_removed(worker))
         self._replenish()
 
+    async def _until_removed(self, worker: Worker) -> None:
+        """Hold the dead worker's place in max_workers until the backend says it is gone."""
+        try:
+            await worker.kill(worker.death or "crash")  # the first attempt, within this pool's budget
+            await worker.channel.wait_removed()
+        finally:
+            self._removing.discard(worker)
+            self._replenish()
+
     async def _reap_idle(self) -> None:
-        interval = max(0.5, min(30.0, self.settings.idle_timeout_s / 4))
+        """Stop idle workers above min_idle after idle_timeout_s, and retire idle ones past their age."""
+        shortest = min(self.settings.idle_timeout_s, self.settings.max_worker_age_s)
+        interval = max(0.5, min(30.0, shortest / 4))
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
@@ -262,6 +430,9 @@ class Pool:
                     break
                 self._idle.popleft()
                 await oldest.kill("idle_reaped")
+            for worker in [w for w in self._idle if self._past_lifetime(w, now)]:
+                self._idle.remove(worker)
+                self._spawn_task(self._discard(worker, "retired"))
 
     def _spawn_task(self, coro: object) -> None:
         task = asyncio.create_task(coro)  # type: ignore[arg-type]

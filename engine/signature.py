@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import RequestValidator
 
+from engine.forwarded import Origin
 
-def public_url(request: web.Request, behind_proxy: bool) -> str:
-    """The URL the client used: scheme, host and raw path with query."""
-    scheme, host = request.scheme, request.host
-    if behind_proxy:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
-    return f"{scheme}://{host}{request.raw_path}"
+
+def public_url(origin: Origin, raw_path: str) -> str:
+    """The URL the client used: scheme and host as routed (`forwarded.Origin`), raw path with query."""
+    return f"{origin.scheme}://{origin.host}{raw_path}"
 
 
 def is_valid(

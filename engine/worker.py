@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,18 +66,29 @@ class Invocation:
 class Worker:
     """A runner process behind a channel, with a state machine whose last state is DEAD."""
 
-    def __init__(self, channel: WorkerChannel, service: str, on_dead: Callable[[Worker], None]) -> None:
+    def __init__(
+        self,
+        channel: WorkerChannel,
+        service: str,
+        on_dead: Callable[[Worker], None],
+        lifecycle: asyncio.Semaphore | None = None,
+    ) -> None:
         self.channel = channel
         self.id = channel.worker_id
         self.number = next(_counter)
         self.service = service
         self.state = WorkerState.STARTING
-        self.idle_since = time.monotonic()
-        self.invocations = 0
+        self.started_at = self.idle_since = time.monotonic()
+        self.retire_at = math.inf  # monotonic time after which the pool replaces it (max_worker_age_s)
+        self.invocations = 0  # invocations sent to it (the one in flight included)
         self.ready: protocol.Ready | None = None
         self.death: str | None = None  # why it died, once DEAD
+        self.death_detail: str | None = None  # what happened, when it died by itself (for 5xx bodies and logs)
         self.exit: ExitInfo | None = None  # how its process ended, when it ended by itself
         self._on_dead = on_dead
+        # The pool's bound on its own backend calls (kill, exit status): shared by all its workers.
+        self._lifecycle = lifecycle or asyncio.Semaphore(1)
+        self._killing: asyncio.Task[None] | None = None
         self._current: Invocation | None = None
         self._boot: asyncio.Future[protocol.Ready] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self.id}")
@@ -93,11 +105,16 @@ class Worker:
         return self.state is not WorkerState.DEAD
 
     async def bootstrap(self, init: protocol.Init, timeout_s: float) -> protocol.Ready:
-        """Send `init`, wait for `ready`; any other outcome is a BootstrapError and a dead worker."""
+        """Send `init`, wait for `ready`; any other outcome is a BootstrapError and a dead worker.
+
+        The timeout covers the write too: a runner that does not read its stdin cannot hold the
+        start forever.
+        """
         try:
-            await self.channel.send(protocol.encode_init(init))
-            ready = await asyncio.wait_for(asyncio.shield(self._boot), timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):
+                await self.channel.send(protocol.encode_init(init))
+                ready = await asyncio.shield(self._boot)
+        except TimeoutError:
             await self.kill("timeout")
             raise BootstrapError(
                 f"worker did not answer init within bootstrap_timeout_s={timeout_s:g}s"
@@ -110,17 +127,25 @@ class Worker:
         return ready
 
     async def invoke(self, frame: bytes, invocation: Invocation, deadline: float) -> protocol.Result:
-        """Send one `invoke` and wait for its `result` until `deadline` (loop time); the pool made it BUSY."""
+        """Send one `invoke` and wait for its `result` until `deadline` (loop time); the pool made it BUSY.
+
+        The deadline covers the write: a worker that stopped reading its stdin (a handler that
+        patched the runner, a stopped process) blocks a large frame's write, and that is a 504
+        like any other late callback, not a worker busy for good.
+        """
         if self.state is not WorkerState.BUSY:
             raise RuntimeError(f"worker {self.id}: invoke while {self.state.value}")
         self._current = invocation
         self.invocations += 1
-        try:
-            await self.channel.send(frame)
-        except (OSError, ConnectionError) as exc:
-            raise ChannelClosed(f"could not write to the worker: {exc}") from exc
         timer = asyncio.get_running_loop().call_at(deadline, invocation.expire)  # a plain timer: cheapest
         try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.channel.send(frame)
+            except TimeoutError:
+                invocation.expire()  # the write did not finish in time: the same 504 as a late callback
+            except (OSError, ConnectionError) as exc:
+                raise ChannelClosed(f"could not write to the worker: {exc}") from exc
             return await invocation.result
         finally:
             timer.cancel()
@@ -132,14 +157,31 @@ class Worker:
 
     async def kill(self, reason: str) -> None:
         """Stop the worker from outside. Idempotent; the reader notices the closed channel."""
+        self.mark_dead(reason)
+        if self._killing is None:
+            # One first removal attempt per worker, within the pool's share of backend calls (not at
+            # shutdown: then every worker goes at once and the backend removes whatever is left anyway).
+            self._killing = asyncio.ensure_future(self._kill_channel(bounded=reason != "shutdown"))
+        await asyncio.shield(self._killing)
+
+    def mark_dead(self, reason: str) -> None:
+        """DEAD now, for `reason` (once); the pool's on_dead removes it in the background, so a caller
+        answering a client (504, 502) never waits for the backend."""
         if self.state is not WorkerState.DEAD:
             self.death = reason
             self.state = WorkerState.DEAD
             self._on_dead(self)
-        await self.channel.kill()
+
+    async def _kill_channel(self, bounded: bool) -> None:
+        if bounded:
+            async with self._lifecycle:
+                await self.channel.kill()
+        else:
+            await self.channel.kill()
 
     async def exit_info(self) -> ExitInfo:
-        return await self.channel.exit_info()
+        async with self._lifecycle:
+            return await self.channel.exit_info()
 
     async def _read_loop(self) -> None:
         failure: WorkerError
@@ -156,7 +198,7 @@ class Worker:
         died_by_itself = self.state is not WorkerState.DEAD
         if died_by_itself and isinstance(failure, ChannelClosed):
             # Ask why before cleaning up: removing a container erases its OOM flag and exit code.
-            self.exit = await self.channel.exit_info()
+            self.exit = await self.exit_info()
             failure = ChannelClosed(self.exit.describe())
         for future in self._pending():
             if not future.done():
@@ -167,11 +209,12 @@ class Worker:
                 self.death = "protocol"
             else:
                 self.death = "oom" if self.exit and self.exit.kind is ExitKind.OOM else "crash"
+            self.death_detail = str(failure)
             self.state = WorkerState.DEAD
             self._on_dead(self)
             log.warning("worker_died", worker_id=self.id, service=self.service, reason=str(failure),
                         stderr=self.channel.stderr_tail()[-2000:] or None)
-        await self.channel.kill()
+        await self.kill(self.death or "crash")
 
     def _pending(self) -> list[asyncio.Future]:  # type: ignore[type-arg]
         futures: list[asyncio.Future] = [self._boot]  # type: ignore[type-arg]

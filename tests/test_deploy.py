@@ -80,8 +80,8 @@ def config_toml() -> str:
 def exported_series() -> frozenset[str]:
     """Every series name the engine can export, from the metric families in engine/metrics.py."""
     suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
         "gauge": ("",),
         "info": ("_info",),
     }
@@ -472,7 +472,7 @@ def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: No
     root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM.
 
     The build does not reach PyPI itself (CI's network intercepts TLS with a CA only the host
-    trusts): like engine/images.py, the wheels are fetched on the host, and the build gets them
+    trusts): like engine/images/, the wheels are fetched on the host, and the build gets them
     through the Dockerfile's PIP_NO_INDEX/PIP_FIND_LINKS build args from a wheelhouse served on
     127.0.0.1 (the build uses the host network).
     """
@@ -538,7 +538,7 @@ def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: No
             time.sleep(1)
         assert seen["healthz"] == [200, "ok\n"]
         assert seen["hello"] == [200, "hello from the engine image"]
-        assert 'functions_engine_engine_info{backend="process"' in seen["metrics"][1]
+        assert 'functions_engine_info{backend="process"' in seen["metrics"][1]
         assert _docker("exec", name, *healthcheck[1:], check=False).returncode == 0, "the HEALTHCHECK command fails"
 
         _docker("stop", "--time", "30", name, timeout=60)

@@ -22,14 +22,10 @@ import pytest
 from engine import images
 from engine.backends import docker as docker_mod
 from engine.backends.base import ExitKind, WorkerLimits, WorkerSpec
-from engine.backends.docker import (
-    DockerBackend,
-    LineSplitter,
-    StderrTail,
-    StreamDemux,
-    exit_from_state,
-    hardening_problems,
-)
+from engine.backends.docker import DockerBackend, exit_from_state
+from engine.backends.docker_hardening import hardening_problems, host_config
+from engine.backends.docker_reaper import owner_alive, owner_token
+from engine.backends.docker_stream import LineSplitter, StderrTail, StreamDemux
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 
 
@@ -121,12 +117,8 @@ def spec_for(image: str | None = None, **limits: int | float) -> WorkerSpec:
 
 def test_hardening_problems_names_each_dropped_limit() -> None:
     """A HostConfig where Docker dropped limits is reported key by key."""
-    backend = DockerBackend("runc", "t")
     spec = spec_for()
-    try:
-        good = _fake_host_config(backend, spec)
-    finally:
-        backend._executor.shutdown()
+    good = _fake_host_config(spec)
     assert hardening_problems(good, spec, "runc", "none") == []
     bad = dict(good, MemorySwap=-1, PidsLimit=0, NetworkMode="default", CapDrop=None, Binds=["/:/host"])
     problems = "; ".join(hardening_problems(bad, spec, "runc", "none"))
@@ -134,9 +126,9 @@ def test_hardening_problems_names_each_dropped_limit() -> None:
         assert word in problems
 
 
-def _fake_host_config(backend: DockerBackend, spec: WorkerSpec) -> dict:
+def _fake_host_config(spec: WorkerSpec) -> dict:
     """The HostConfig Docker reports when it applies everything we ask (as create_host_config builds it)."""
-    config = docker.types.HostConfig(version="1.41", **backend._host_config(spec))
+    config = docker.types.HostConfig(version="1.41", **host_config(spec, "runc", "none"))
     config["Privileged"] = False  # the daemon reports it; docker-py only sends it when True
     config["Ulimits"] = [{"Name": u["Name"], "Soft": u["Soft"], "Hard": u["Hard"]} for u in config["Ulimits"]]
     return dict(config)
@@ -144,13 +136,13 @@ def _fake_host_config(backend: DockerBackend, spec: WorkerSpec) -> dict:
 
 def test_owner_alive() -> None:
     """Our own process is alive; a dead pid, an earlier boot or no label is an orphan; other hosts are left alone."""
-    me = docker_mod._owner_token()
+    me = owner_token()
     host, boot, _pid, _ticks = me.split("/")
-    assert docker_mod._owner_alive(me)
-    assert not docker_mod._owner_alive(f"{host}/{boot}/{2**22 + 7}/1")
-    assert not docker_mod._owner_alive(f"{host}/oldboot/{os.getpid()}/{_ticks}")
-    assert not docker_mod._owner_alive(None)
-    assert docker_mod._owner_alive(f"other-host-{uuid.uuid4().hex}/{boot}/1/1")
+    assert owner_alive(me)
+    assert not owner_alive(f"{host}/{boot}/{2**22 + 7}/1")
+    assert not owner_alive(f"{host}/oldboot/{os.getpid()}/{_ticks}")
+    assert not owner_alive(None)
+    assert owner_alive(f"other-host-{uuid.uuid4().hex}/{boot}/1/1")
 
 
 # --- on the Docker daemon ----------------------------------------------------------------------
@@ -372,7 +364,7 @@ async def test_cancelled_spawn_leaves_no_container(runc_backend: DockerBackend, 
 async def test_orphans_are_reaped_at_start(echo_image: str, client: docker.DockerClient, docker_available: None) -> None:
     """start() removes managed containers of dead engine processes (and of its own engine id), not of live
     ones, nor containers that merely inherit the managed label from an engine image."""
-    me = docker_mod._owner_token()
+    me = owner_token()
     host, boot, _pid, _ticks = me.split("/")
     engine_id = f"test-{uuid.uuid4().hex[:8]}"
     made = []
@@ -504,3 +496,24 @@ async def read_message(worker, types: set[str]) -> dict:
         message = json.loads(await asyncio.wait_for(worker.read_line(), 60))
         if message["type"] in types:
             return message
+
+
+@pytest.mark.docker
+async def test_cancelled_spawn_has_removed_its_container_when_the_cancellation_completes(
+    runc_backend: DockerBackend, echo_image: str, client: docker.DockerClient
+) -> None:
+    """A pool closed while a worker is being created (a replaced deployment) must not leave that
+    container behind after close() returns: the cancelled spawn waits for the create and removes it."""
+    mine = {"label": f"{docker_mod.ENGINE_LABEL}={runc_backend.engine_id}"}
+    for delay in (0.0, 0.05, 0.2):
+        task = asyncio.create_task(runc_backend.spawn(spec_for(echo_image), 1 << 20))
+        await asyncio.sleep(delay)
+        task.cancel()
+        try:
+            worker = await task
+        except asyncio.CancelledError:
+            pass
+        else:  # it was already attached: a normal worker, killed as usual
+            await worker.kill()
+        left = await asyncio.to_thread(client.api.containers, all=True, filters=mine)
+        assert not left, f"cancelled after {delay} s: {[c['Id'][:12] for c in left]} still there"

@@ -184,8 +184,9 @@ def test_worker_start_failed_is_logged_and_retried(engine_factory, backend, requ
     assert "bootstrap_timeout_s" in failures[0]["error"]
     exits = [r for r in records(broken) if r.get("event") == "worker_exit"]
     assert exits and {r["reason"] for r in exits} == {"timeout"}
+    # A pool that cannot start workers is its service's problem, not the engine's readiness.
     readyz = httpx.get(broken.admin_url + "/readyz", timeout=5)
-    assert readyz.status_code == 503 and "warming" in readyz.text
+    assert readyz.status_code == 200 and "pools failing" in readyz.text and "ops/python" in readyz.text, readyz.text
 
 
 # --- console ---------------------------------------------------------------------------------

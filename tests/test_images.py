@@ -1,4 +1,4 @@
-"""engine/images.py: the base, runner and service build images, built on the real Docker daemon."""
+"""engine/images/: the base, runner and service build images, built on the real Docker daemon."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_runner_image_has_twilio_and_runs_as_10001(client: docker.DockerClient, 
     # Tagged by content (not compared with a fresh runner_image_tag(): the runner sources may be edited mid-run).
     assert re.fullmatch(r"engine-runner-python:[0-9a-f]{12}", runner_image)
     out = run_in(client, runner_image, "python3", "-c", "import os, twilio, twilio.rest; print(twilio.__version__, os.getuid())")
-    assert out.split() == [images._twilio_version(), "10001"]
+    assert out.split() == [images.twilio_version(), "10001"]
     config = client.api.inspect_image(runner_image)["Config"]
     assert config["Entrypoint"] == ["python3", "/opt/runner/runner.py"]
     assert config["Labels"][images.MANAGED_LABEL] == "true"

@@ -86,7 +86,7 @@ def settle(engine, timeout: float = 15) -> dict[Key, float]:
     deadline = time.monotonic() + timeout
     previous: dict[Key, float] | None = None
     while True:
-        current = {k: v for k, v in scrape(engine).items() if not k[0].endswith("_created")}
+        current = scrape(engine)
         idle_only = value(current, "functions_engine_workers", state="busy") == 0 == value(
             current, "functions_engine_workers", state="starting")
         if idle_only and current == previous:
@@ -261,13 +261,13 @@ def test_worker_exits_by_reason(run):
 def test_workers_gauge_by_state(run):
     engine, traffic, samples = run
     states = {s: value(samples, "functions_engine_workers", service="ops", runtime="python", state=s)
-              for s in ("idle", "busy", "starting")}
-    assert states["busy"] == states["starting"] == 0
+              for s in ("idle", "busy", "starting", "removing")}
+    assert states["busy"] == states["starting"] == states["removing"] == 0
     # Once settled, every worker that became ready and has not exited is idle.
     logged = collections.Counter(r["event"] for r in log_records(engine))
     assert states["idle"] == logged["worker_ready"] - logged["worker_exit"]
     assert 0 <= states["idle"] <= CONFIG["max_workers"]
-    assert label_values(samples, "functions_engine_workers", "state") == {"idle", "busy", "starting"}
+    assert label_values(samples, "functions_engine_workers", "state") == {"idle", "busy", "starting", "removing"}
 
 
 def test_bootstrap_histogram_counts_every_worker_ready(run):
@@ -317,10 +317,21 @@ def test_image_builds(run, backend):
 
 def test_engine_info_names_version_backend_and_runtime(run, backend):
     engine, traffic, samples = run
-    assert families(engine)["functions_engine_engine_info"] == "gauge"  # an Info, in the text format
+    assert families(engine)["functions_engine_info"] == "gauge"  # an Info, in the text format
     runtime = "none" if backend == "process" else "runsc" if backend == "docker-runsc" else "runc"
     want = {"version": __version__, "backend": "process" if backend == "process" else "docker", "runtime": runtime}
-    assert samples[("functions_engine_engine_info", frozenset(want.items()))] == 1
+    assert samples[("functions_engine_info", frozenset(want.items()))] == 1
+    assert not any(name == "functions_engine_engine_info" for name, _ in samples), "the old name is gone"
+
+
+def test_no_created_series_doubles_a_tenants_series(run):
+    """Counters and histograms export no `_created` timestamps: each function's series count once."""
+    engine, traffic, samples = run
+    text = httpx.get(engine.admin_url + "/metrics", timeout=10).text
+    assert "_created" not in text
+    assert not [name for name, _ in samples if name.endswith("_created")]
+    # The traffic made per-function counters and histograms, so the check above had something to see.
+    assert value(samples, "functions_engine_invocations_total", function="ok") > 0
 
 
 def test_every_family_is_prefixed_and_documented(run):
@@ -328,8 +339,6 @@ def test_every_family_is_prefixed_and_documented(run):
     doc = (REPO / "docs" / "metrics.md").read_text()
     for name, kind in families(engine).items():
         assert name.startswith("functions_engine_")
-        if name.endswith("_created"):  # the Python client's creation timestamps, documented once
-            continue
         exposed = name + ("_total" if kind == "counter" else "")
         assert f"### `{exposed}`" in doc, f"{exposed} is not documented in docs/metrics.md"
 

@@ -91,6 +91,11 @@ class WorkerChannel(abc.ABC):
     async def kill(self) -> None:
         """Stop the worker at once and release everything it holds. Idempotent."""
 
+    async def wait_removed(self) -> None:
+        """Until everything the worker held is released for good (its container removed), however
+        long that takes; kill() may return earlier, with the release still going on."""
+        await self.kill()
+
     @abc.abstractmethod
     async def exit_info(self) -> ExitInfo:
         """Why the worker ended (call after the channel closed or kill); waits briefly for it."""
@@ -120,6 +125,11 @@ class Backend(abc.ABC):
     async def healthy(self) -> bool:
         """Whether new workers can be started now (for /readyz)."""
         return True
+
+    def unavailable(self) -> str | None:
+        """Why workers can be neither started nor removed now, as far as the backend already knows
+        (no I/O: a request must not wait to find out); None when nothing is known to be wrong."""
+        return None
 
     async def close(self) -> None:
         """Remove every worker this backend started."""

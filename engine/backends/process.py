@@ -2,8 +2,11 @@
 
 It has no filesystem, network or memory isolation beyond rlimits: it exists for development and
 fast tests, and says so at start-up. The runner gets a scrubbed environment (nothing of the
-engine's), its own session (so the whole group can be killed), a private temp dir as cwd, and dies
-with the engine (PR_SET_PDEATHSIG).
+engine's), its own session (so the whole group can be killed), a private temp dir as cwd under the
+engine's temp root, and dies with the engine (PR_SET_PDEATHSIG). What it starts is held by
+`process_tree`: a process that leaves a worker's tree (setsid, a double fork) is adopted by the
+engine and killed within `_SWEEP_INTERVAL_S`, and what survives an engine crash is killed, with
+the dead engine's temp root removed, by the next engine's start.
 """
 
 from __future__ import annotations
@@ -23,13 +26,22 @@ import uuid
 import weakref
 from pathlib import Path
 
+import structlog
+
 from engine import npmdeps, pydeps
+from engine.backends import process_tree
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerLimits, WorkerSpec
 from engine.errors import BackendError, ChannelClosed, FrameTooLarge
 from engine.paths import node_runner_dir, python_runner_dir
 
 _PR_SET_PDEATHSIG = 1
 _STDERR_TAIL_BYTES = 16 * 1024
+#: How often adopted orphans (a worker's processes that left its tree) are looked for, killed and
+#: reaped between worker kills (each kill sweeps too). A sweep reads every /proc/PID/stat (some
+#: milliseconds on a busy host), so not more often.
+_SWEEP_INTERVAL_S = 5.0
+
+log = structlog.get_logger("engine")
 
 
 def _runner_command(runtime: str) -> list[str]:
@@ -104,10 +116,12 @@ def _user_process_count() -> int:
 
 
 class ProcessChannel(WorkerChannel):
-    def __init__(self, proc: asyncio.subprocess.Process, workdir: Path, max_frame_bytes: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, workdir: Path, max_frame_bytes: int,
+                 backend: ProcessBackend) -> None:
         self.worker_id = f"proc-{proc.pid}"
         self._proc = proc
         self._workdir = workdir
+        self._backend = backend
         self._max_frame = max_frame_bytes
         self._killed = False
         self._stderr: collections.deque[bytes] = collections.deque()
@@ -142,7 +156,9 @@ class ProcessChannel(WorkerChannel):
             await asyncio.wait_for(self._proc.wait(), 5)
         except asyncio.TimeoutError:
             pass
-        shutil.rmtree(self._workdir, ignore_errors=True)
+        # The runner is gone and reaped: whatever it left outside its process group is ours now.
+        await self._backend.sweep()
+        await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
 
     async def exit_info(self) -> ExitInfo:
         try:
@@ -175,8 +191,43 @@ class ProcessBackend(Backend):
 
     def __init__(self) -> None:
         self._channels: weakref.WeakSet[ProcessChannel] = weakref.WeakSet()
-        self._pythonpath: dict[str, str] = {}  # service → its requirements' site dir
-        self._node_path: dict[str, str] = {}  # service → its package.json dependencies' node_modules
+        # Runners by pid until asyncio's child watcher has reaped them: a sweep never touches these.
+        self._runners: dict[int, asyncio.subprocess.Process] = {}
+        self._spawn_lock = asyncio.Lock()  # a sweep never runs between a runner's fork and its pid being known
+        self._sweeper: asyncio.Task[None] | None = None
+        self.root: Path | None = None  # this engine's temp root, `<pid>-<start time>`
+        self._pythonpath: dict[tuple[str, str], str] = {}  # (service, build) → its requirements' site dir
+        self._node_path: dict[tuple[str, str], str] = {}  # (service, build) → its package.json dependencies' node_modules
+
+    async def start(self) -> None:
+        """Become the reaper of the workers' orphans, clean up after dead engines, make our temp root."""
+        if not process_tree.set_child_subreaper():
+            log.warning("process_backend_no_subreaper",
+                        detail="PR_SET_CHILD_SUBREAPER refused: processes a worker double-forks may outlive it")
+        parent = process_tree.roots_parent()
+        parent.mkdir(mode=0o700, exist_ok=True)
+        removed = await asyncio.to_thread(process_tree.reap_dead_roots, parent)
+        if removed:
+            log.info("process_backend_reaped", roots=[str(r) for r in removed])
+        self.root = parent / process_tree.own_root_name()
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)  # parents: another engine may just have removed it
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def sweep(self) -> None:
+        """Kill and reap adopted orphans of workers (see process_tree.sweep_adopted)."""
+        async with self._spawn_lock:
+            self._runners = {pid: p for pid, p in self._runners.items() if p.returncode is None}
+            ended = await asyncio.to_thread(process_tree.sweep_adopted, set(self._runners))
+        if ended:
+            log.info("process_backend_swept", processes=ended)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            try:
+                await self.sweep()
+            except Exception:  # a /proc oddity must not end the sweeping
+                log.exception("process_backend_sweep_failed")
 
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
         """Install the project's requirements.txt (Python) or package.json dependencies (JS) into a
@@ -185,30 +236,44 @@ class ProcessBackend(Backend):
             await asyncio.to_thread(node_runner_home)  # npm ci once, off the event loop
             modules = await asyncio.to_thread(npmdeps.host_node_modules, spec.project_root, progress or (lambda _: None))
             if modules is not None:
-                self._node_path[spec.service] = str(modules)
+                self._node_path[(spec.service, spec.build_id)] = str(modules)
         if spec.runtime == "python":
             site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
             if site is not None:
-                self._pythonpath[spec.service] = str(site)
+                self._pythonpath[(spec.service, spec.build_id)] = str(site)
         return spec
 
     async def spawn(self, spec: WorkerSpec, max_frame_bytes: int) -> WorkerChannel:
         command = _runner_command(spec.runtime)
-        workdir = Path(tempfile.mkdtemp(prefix=f"engine-worker-{spec.service}-"))
+        if self.root is None:
+            raise BackendError("the process backend was not started (no temp root)")
+        workdir = Path(tempfile.mkdtemp(prefix=f"worker-{spec.service}-", dir=self.root))
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(workdir),
             "TMPDIR": str(workdir),
             "ENGINE_WORKER_ID": uuid.uuid4().hex[:12],
+            # Inherited by everything the worker starts: how a later engine finds it after a crash.
+            process_tree.MARKER_VAR: str(self.root),
         }
-        if spec.service in self._pythonpath:
-            env["PYTHONPATH"] = self._pythonpath[spec.service]
-        if spec.runtime == "node" and spec.service in self._node_path:
-            env["NODE_PATH"] = self._node_path[spec.service]  # after the project's own node_modules
+        build = (spec.service, spec.build_id)
+        if build in self._pythonpath:
+            env["PYTHONPATH"] = self._pythonpath[build]
+        if spec.runtime == "node" and build in self._node_path:
+            env["NODE_PATH"] = self._node_path[build]  # after the project's own node_modules
         nproc = _user_process_count() + spec.limits.pids
+        async with self._spawn_lock:
+            proc = await self._exec(command, workdir, env, spec, nproc, max_frame_bytes)
+            self._runners[proc.pid] = proc
+            channel = ProcessChannel(proc, workdir, max_frame_bytes, self)
+        self._channels.add(channel)
+        return channel
+
+    async def _exec(self, command: list[str], workdir: Path, env: dict[str, str], spec: WorkerSpec, nproc: int,
+                    max_frame_bytes: int) -> asyncio.subprocess.Process:
         try:
-            proc = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
                 *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -222,10 +287,20 @@ class ProcessBackend(Backend):
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise BackendError(f"could not start the {spec.runtime} runner ({command[0]}): {exc}") from exc
-        channel = ProcessChannel(proc, workdir, max_frame_bytes)
-        self._channels.add(channel)
-        return channel
 
     async def close(self) -> None:
+        """Kill every worker and all it started, then remove the temp root."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await asyncio.gather(*(c.kill() for c in list(self._channels)), return_exceptions=True)
         self._channels.clear()
+        await self.sweep()
+        if self.root is not None:
+            killed = await asyncio.to_thread(process_tree.kill_marked, self.root)
+            if killed:
+                log.warning("process_backend_stragglers_killed", processes=killed)
+            await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
+            try:
+                self.root.parent.rmdir()  # the last engine out leaves no trace; another's root keeps it
+            except OSError:
+                pass

@@ -32,3 +32,23 @@ def test_unknown_key_rejected(tmp_path):
     cfg.write_text("prot = 1\n")
     with pytest.raises(ConfigError, match="prot"):
         load_settings({"config": str(cfg)}, environ={})
+
+
+def test_trusted_proxies_default_to_loopback_and_are_normalised(tmp_path):
+    assert load_settings({}, {}).trusted_proxies == ["127.0.0.1/32", "::1/128"]
+    s = load_settings({}, {"ENGINE_TRUSTED_PROXIES": '["192.0.2.7", "198.51.100.0/24", "2001:db8::/32"]'})
+    assert s.trusted_proxies == ["192.0.2.7/32", "198.51.100.0/24", "2001:db8::/32"]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_names_the_key_and_value(tmp_path):
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text('trusted_proxies = ["proxy.internal"]\n')
+    with pytest.raises(ConfigError, match=r"trusted_proxies.*proxy\.internal"):
+        load_settings({"config": str(cfg)}, {})
+
+
+@pytest.mark.parametrize("key", ["header_read_timeout_s", "body_read_timeout_s", "keepalive_timeout_s", "response_write_timeout_s",
+                                 "max_connections_per_client", "max_connections"])
+def test_front_door_limits_must_be_positive(key):
+    with pytest.raises(ConfigError, match=key):
+        load_settings({}, {f"ENGINE_{key.upper()}": "0"})

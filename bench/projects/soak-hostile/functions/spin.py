@@ -1,0 +1,4 @@
+# Soak: a CPU loop past its (short, per-function) time limit.
+def handler(context, event, callback):
+    while True:
+        pass
