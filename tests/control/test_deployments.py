@@ -226,10 +226,12 @@ def test_redeploy_through_the_api_under_steady_load_fails_no_request_and_switche
         results: list[tuple[float, float, int, str]] = []  # (sent, answered, status, version)
         stop = threading.Event()
 
-        def client() -> None:  # 127.0.0.1 only, bounded by time and count
+        deadline = time.monotonic() + 180
+
+        def client() -> None:  # 127.0.0.1 only, bounded by time and count; runs until the switch is over
             with httpx.Client(timeout=30) as http:
-                for _ in range(2000):
-                    if stop.is_set():
+                for _ in range(50_000):
+                    if stop.is_set() or time.monotonic() > deadline:
                         return
                     sent = time.monotonic()
                     r = http.get(f"{control.engine.url}/version", headers={"Host": f"load.localhost:{control.engine.port}"})
