@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,10 +14,6 @@ import pytest
 from tests.conftest import EngineLauncher
 from tests.control.conftest import REPO, ControlEngine, start_control_engine
 
-pytestmark = pytest.mark.xfail(
-    importlib.util.find_spec("engine.deployment") is None, strict=True,
-    reason="needs the data plane's Engine.apply/withdraw (engine/deployment.py), built on another branch",
-)
 
 
 def _project(root: Path, version: str) -> Path:

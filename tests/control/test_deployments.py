@@ -3,7 +3,6 @@ delete, and a restart on the same store — the converger driving `Engine.apply`
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,6 @@ import pytest
 from tests.conftest import EngineLauncher, free_port
 from tests.control.conftest import ControlEngine, error, make_service, ok, start_control_engine, upload, wait_build
 
-pytestmark = pytest.mark.xfail(
-    importlib.util.find_spec("engine.deployment") is None, strict=True,
-    reason="needs the data plane's Engine.apply/withdraw (engine/deployment.py), built on another branch",
-)
 
 VERSION_JS = """exports.handler = (context, event, callback) =>
   callback(null, { version: '%s', greeting: context.GREETING || null });

@@ -5,7 +5,6 @@ older build and reads the logs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,10 +22,6 @@ from tests.control.conftest import ControlEngine, ok, start_control_engine
 SERVERLESS_API_VERSION = "5.7.0"
 HERE = Path(__file__).resolve().parent / "npm"
 
-pytestmark = pytest.mark.xfail(
-    importlib.util.find_spec("engine.deployment") is None, strict=True,
-    reason="needs the data plane's Engine.apply/withdraw (engine/deployment.py), built on another branch",
-)
 
 FUNCTION = """const isNumber = require('is-number');
 exports.handler = (context, event, callback) =>
