@@ -7,6 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 PROJECT ?= examples
 PORT ?= 3000
 ADMIN_PORT ?= 3001
+# The control API's engine (deployments through the Serverless API v1): its API, functions and admin ports.
+API_PORT ?= 3002
+API_FUNCTIONS_PORT ?= 3100
+API_ADMIN_PORT ?= 3101
+DATA_DIR ?= .engine-data
 PYTEST_ARGS ?=
 
 .PHONY: serve test venv docker images bench clean
@@ -28,11 +33,20 @@ images: venv docker
 	$(PY) -m engine.images all
 
 # Serve examples/ on http://127.0.0.1:$(PORT): in containers when Docker can be had, else in
-# child processes (trusted code only; the engine says so at start-up).
+# child processes (trusted code only; the engine says so at start-up). Beside it, a second engine
+# serves what is deployed through the control API on http://127.0.0.1:$(API_PORT)/v1 (its store in
+# $(DATA_DIR)/, git-ignored; deployed services on http://<service>-<suffix>.localhost:$(API_FUNCTIONS_PORT)).
 serve: venv
 	@if scripts/ensure-docker; then backend=docker; \
 	 else echo "warning: no Docker daemon could be had; serving with the process backend (trusted code only)" >&2; backend=process; fi; \
-	 exec $(PY) -m engine serve $(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --backend $$backend --log-format console
+	 mkdir -p $(DATA_DIR); \
+	 $(PY) -m engine serve --port $(API_FUNCTIONS_PORT) --admin-port $(API_ADMIN_PORT) --api-port $(API_PORT) \
+	   --data-dir $(DATA_DIR) --backend $$backend --log-format console & api=$$!; \
+	 trap 'kill -TERM $$api 2>/dev/null; wait $$api' EXIT; \
+	 echo "Control API: http://127.0.0.1:$(API_PORT)/v1 — make an account with" >&2; \
+	 echo "  $(PY) -m engine accounts create me --data-dir $(DATA_DIR)" >&2; \
+	 echo "and deploy with twilio-run or the Twilio CLI pointed there (README, \"Control API\")." >&2; \
+	 $(PY) -m engine serve $(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --backend $$backend --log-format console
 
 # The whole suite, the docker backend included. pytest's exit code 5 (no tests ran) is a failure.
 test: venv docker images

@@ -65,13 +65,17 @@ class Engine:
         self._warmed = False  # every pool's warm-up is over (then readiness no longer looks at pools)
         self._backend_was_down = False
         self.urls: list[str] = []
+        # Set while something the engine must serve is still being brought up after start() (the
+        # control plane restoring deployed environments): /readyz answers 503 with this reason.
+        self.held_not_ready: str | None = None
 
     # --- start ----------------------------------------------------------------------------
 
     def load(self) -> None:
         """Read every project; errors name the files (before anything is started)."""
-        if not self.settings.projects and not (self.allow_no_projects or getattr(self.settings, "api_port", None)):
-            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS)")
+        if not self.settings.projects and not (self.allow_no_projects or self.settings.api_port is not None):
+            raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS), "
+                              "or --api-port to deploy through the control API")
         seen: set[str] = set()
         for arg in self.settings.projects:
             name, path = parse_project_arg(arg)
@@ -209,6 +213,8 @@ class Engine:
         """
         if self._stopping:
             return False, "shutting down"
+        if self.held_not_ready is not None:
+            return False, self.held_not_ready
         pools = [(f"{s.name}/{rt}", p) for s in self.services for rt, p in s.pools.items()]
         if self.backend is None or not await self.backend.healthy():
             self._backend_was_down = True

@@ -40,11 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--time-limit", dest="time_limit_s", type=float, help="default function time limit, seconds")
     serve.add_argument("--min-idle", type=int, help="warm workers kept per pool (default 1)")
     serve.add_argument("--max-workers", type=int, help="workers per pool at most (default 4)")
+    serve.add_argument("--api-port", type=int, help="serve the control API (Serverless API v1) on this port")
+    serve.add_argument("--data-dir", help="the control API's embedded store (SQLite) and build directories")
+    serve.add_argument("--database-url", help="a SQLAlchemy async URL for the control store instead of --data-dir")
+    from engine.control import cli as control_cli
+    from engine.control import client as deploy_client
+
+    control_cli.add_parsers(sub)
+    deploy_client.add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("accounts", "db"):
+        from engine.control.cli import run
+
+        return run(args)
+    if args.command in ("deploy", "activate", "env", "logs"):
+        from engine.control.client import run as run_client
+
+        return run_client(args)
     cli: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
     if not cli["projects"]:
         cli["projects"] = None
@@ -52,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(cli)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.api_port is not None and settings.projects:
+        print("error: with --api-port the engine serves only what is deployed through the API; "
+              "drop the PROJECT_DIR arguments (or serve folders from another engine without --api-port)", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
     return asyncio.run(serve(settings))
@@ -67,11 +87,14 @@ async def serve(settings: Settings) -> int:
     Exit status: 0 after a full drain, 1 if start-up failed, 130 after a second signal.
     """
     engine = Engine(settings)
+    if settings.api_port is not None:
+        engine.held_not_ready = "restoring deployed environments from the control store"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     serve_task = asyncio.current_task()
     assert serve_task is not None
     signals_seen = 0
+    control: Any = None
     removing = False  # workers are being removed: a further signal must not interrupt that
 
     def on_signal(signum: int) -> None:
@@ -106,6 +129,20 @@ async def serve(settings: Settings) -> int:
         for line in engine.urls:
             print(f"  {line}", flush=True)
         print(f"Admin: http://{settings.host}:{settings.admin_port}/healthz /readyz /metrics", flush=True)
+        if settings.api_port is not None:
+            from engine.control.listener import ControlPlane
+
+            control = ControlPlane(settings, engine)
+            try:
+                await control.start()
+            except (EngineError, OSError) as exc:
+                print(f"error: cannot start the control API on port {settings.api_port}: {exc}", file=sys.stderr, flush=True)
+                await control.close()
+                control = None
+                return code
+            engine.held_not_ready = None
+            print(f"Control API: {control.url} (HTTP Basic AccountSid:AuthToken; "
+                  "make an account with `python -m engine accounts create NAME`)", flush=True)
         await stop.wait()
         await engine.drain()
         code = 0
@@ -113,6 +150,8 @@ async def serve(settings: Settings) -> int:
         code = EXIT_INTERRUPTED
     finally:
         removing = True
+        if control is not None:
+            await control.close()
         await engine.close_pools()
         log.info("stopped", exit_code=code)
     return code

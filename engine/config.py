@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     fsize_mb: int = Field(default=64, ge=1)
     tmpfs_mb: int = Field(default=64, ge=1)
 
+    # --- control API (engine/control/; off unless api_port is set) ---
+    api_port: int | None = Field(default=None, ge=0, le=65535)  # its own listener, never the functions port
+    data_dir: Path | None = None  # the embedded store (SQLite, WAL) and build directories
+    database_url: str | None = None  # any SQLAlchemy async URL instead of the embedded store
+    credential_cache_s: float = Field(default=30.0, ge=0)  # a verified token skips argon2 this long (rows still read)
+    max_version_bytes: int = Field(default=10 * MiB, gt=0)  # one uploaded version; over it → 413
+    max_build_bytes: int = Field(default=100 * MiB, gt=0)  # all versions of one build; over it → 413
+    builds_per_hour: int = Field(default=60, ge=1)  # per account; over it → 429 (builds cost CPU and disk)
+    max_services_per_account: int = Field(default=50, ge=1)  # over it → 429
+    max_environments_per_service: int = Field(default=10, ge=1)  # over it → 429
+    max_log_entries_per_environment: int = Field(default=1000, ge=1)  # Logs kept per environment, newest
+    log_retention_s: float = Field(default=86400.0, gt=0)  # Logs older than this are removed
+    converge_interval_s: float = Field(default=5.0, gt=0)  # how soon store changes made elsewhere are served
+
     services: dict[str, ServiceOverrides] = Field(default_factory=dict)
 
     _config_file: ClassVar[Path | None] = None

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 LogFormat = Literal["json", "console"]
+
+#: Callables that see every event dict before it is rendered (the control plane copies handler
+#: lines into its store through one). Each must be cheap and must not raise or block.
+TAPS: list[Callable[[Mapping[str, Any]], None]] = []
+
+
+def _tap(_logger: Any, _name: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    for tap in TAPS:
+        tap(event)
+    return event
 
 
 def configure(log_format: LogFormat = "json", level: str = "info") -> None:
@@ -33,6 +44,7 @@ def configure(log_format: LogFormat = "json", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             timestamper,
+            _tap,
             exceptions,
             renderer,
         ],

@@ -1,0 +1,272 @@
+"""Every table of the control plane (SQLAlchemy Core), and the store that opens them.
+
+The embedded default is SQLite in `--data-dir` (WAL, so readers never wait on the writer); any
+other SQLAlchemy async URL (`--database-url`, e.g. `postgresql+asyncpg://…`) is the same code.
+Uploaded bytes are content-addressed blobs (sha256) in the store itself, so one store holds every
+piece of state and an engine restarted on it can rebuild every active deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
+    UniqueConstraint, event, insert, select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from engine.errors import ConfigError
+
+metadata = MetaData()
+
+SID = 34  # two-letter prefix + 32 hex digits, as the hosted API
+
+
+def _sid_column(name: str = "sid") -> Column:
+    return Column(name, String(SID), primary_key=True)
+
+
+def _owner() -> Column:
+    """Every row belongs to one account; every query filters on it (another account gets 404)."""
+    return Column("account_sid", String(SID), ForeignKey("accounts.sid", ondelete="CASCADE"), nullable=False, index=True)
+
+
+def _dates() -> list[Column]:
+    return [
+        Column("date_created", DateTime(timezone=True), nullable=False),
+        Column("date_updated", DateTime(timezone=True), nullable=False),
+    ]
+
+
+accounts = Table(
+    "accounts", metadata,
+    _sid_column(),
+    Column("friendly_name", String(64), nullable=False, unique=True),
+    Column("token_hash", String(255), nullable=False),  # argon2id; the token itself is never stored
+    *_dates(),
+    # Per-account quotas (`accounts create|update` flags); NULL: the engine-wide setting of that name.
+    Column("max_services", Integer, nullable=True),
+    Column("max_environments_per_service", Integer, nullable=True),
+    Column("builds_per_hour", Integer, nullable=True),
+    Column("max_version_bytes", Integer, nullable=True),
+    Column("max_build_bytes", Integer, nullable=True),
+)
+
+#: The quota columns of `accounts`, each named after the engine-wide setting it overrides
+#: (`max_services` overrides `max_services_per_account`).
+QUOTAS = {
+    "max_services": "max_services_per_account",
+    "max_environments_per_service": "max_environments_per_service",
+    "builds_per_hour": "builds_per_hour",
+    "max_version_bytes": "max_version_bytes",
+    "max_build_bytes": "max_build_bytes",
+}
+
+api_keys = Table(
+    "api_keys", metadata,
+    _sid_column(),
+    _owner(),
+    Column("friendly_name", String(64), nullable=False),
+    Column("secret_hash", String(255), nullable=False),
+    *_dates(),
+)
+
+services = Table(
+    "services", metadata,
+    _sid_column(),
+    _owner(),
+    Column("unique_name", String(50), nullable=False),
+    Column("friendly_name", String(255), nullable=False),
+    Column("include_credentials", Boolean, nullable=False, default=True),
+    Column("ui_editable", Boolean, nullable=False, default=False),
+    *_dates(),
+    UniqueConstraint("account_sid", "unique_name", name="uq_services_account_unique_name"),
+)
+
+environments = Table(
+    "environments", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("unique_name", String(100), nullable=False),
+    Column("domain_suffix", String(16), nullable=True),
+    # Routed by Host across every account, so unique across the store.
+    Column("domain_name", String(255), nullable=False, unique=True),
+    Column("build_sid", String(SID), nullable=True),  # what it serves (set by a deployment)
+    *_dates(),
+    UniqueConstraint("service_sid", "unique_name", name="uq_environments_service_unique_name"),
+)
+
+variables = Table(
+    "variables", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False),
+    Column("environment_sid", String(SID), ForeignKey("environments.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key", String(128), nullable=False),
+    Column("value", Text, nullable=False),
+    *_dates(),
+    UniqueConstraint("environment_sid", "key", name="uq_variables_environment_key"),
+)
+
+# A Function or an Asset (kind): a named slot whose content lives in immutable versions.
+entries = Table(
+    "entries", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # "function" | "asset"
+    Column("friendly_name", String(255), nullable=False),
+    *_dates(),
+)
+
+blobs = Table(
+    "blobs", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("date_created", DateTime(timezone=True), nullable=False),
+)
+
+versions = Table(
+    "versions", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False),
+    Column("entry_sid", String(SID), ForeignKey("entries.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("path", String(255), nullable=False),
+    Column("visibility", String(16), nullable=False),
+    Column("filename", String(255), nullable=False),  # as uploaded: its extension picks the runtime
+    Column("content_type", String(255), nullable=False),
+    Column("blob_sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("date_created", DateTime(timezone=True), nullable=False),
+)
+
+builds = Table(
+    "builds", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # building | completed | failed
+    Column("runtime", String(16), nullable=False),
+    Column("dependencies", Text, nullable=False),  # JSON list of {name, version}
+    Column("function_versions", Text, nullable=False),  # JSON list of ZN sids
+    Column("asset_versions", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("error", Text, nullable=True),  # why it failed, for people
+    *_dates(),
+    Index("ix_builds_account_created", "account_sid", "date_created"),
+)
+
+deployments = Table(
+    "deployments", metadata,
+    _sid_column(),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False),
+    Column("environment_sid", String(SID), ForeignKey("environments.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("build_sid", String(SID), ForeignKey("builds.sid", ondelete="CASCADE"), nullable=False),
+    *_dates(),
+)
+
+logs = Table(
+    "logs", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # newest last, stable pages
+    Column("sid", String(SID), nullable=False, unique=True),
+    _owner(),
+    Column("service_sid", String(SID), ForeignKey("services.sid", ondelete="CASCADE"), nullable=False),
+    Column("environment_sid", String(SID), ForeignKey("environments.sid", ondelete="CASCADE"), nullable=False, index=True),
+    Column("build_sid", String(SID), nullable=True),
+    Column("deployment_sid", String(SID), nullable=True),
+    Column("function_sid", String(SID), nullable=True),
+    Column("request_sid", String(SID), nullable=True),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("date_created", DateTime(timezone=True), nullable=False),
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def database_url(data_dir: Path | None, url: str | None) -> str:
+    """`--database-url` as given, else the embedded SQLite file in `--data-dir`."""
+    if url:
+        return url
+    if data_dir is None:
+        raise ConfigError("the control store needs --data-dir DIR or --database-url URL (ENGINE_DATA_DIR / ENGINE_DATABASE_URL)")
+    return f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'engine.db'}"
+
+
+def _make_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite"):
+        Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def open_engine(url: str) -> AsyncEngine:
+    """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    is_sqlite = url.startswith("sqlite")
+    _make_sqlite_dir(url)
+    db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    if is_sqlite:
+        @event.listens_for(db.sync_engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    return db
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Run the packaged Alembic migrations up to `revision` (blocking: call from a thread)."""
+    from alembic import command
+    from alembic.config import Config
+
+    _make_sqlite_dir(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", "engine.control:migrations")
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, revision)
+
+
+class Store:
+    """The opened store: one async engine; `begin()` gives a transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = open_engine(url)
+
+    async def upgrade(self) -> None:
+        await asyncio.to_thread(migrate, self.url)
+
+    def begin(self):  # type: ignore[no-untyped-def]
+        return self.db.begin()
+
+    def connect(self):  # type: ignore[no-untyped-def]
+        return self.db.connect()
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def put_blob(conn: AsyncConnection, data: bytes) -> str:
+    """Store `data` once by its sha256 (identical uploads share one row); returns the hash."""
+    digest = hashlib.sha256(data).hexdigest()
+    found = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == digest))
+    if found is None:
+        await conn.execute(insert(blobs).values(sha256=digest, size_bytes=len(data), data=data, date_created=now()))
+    return digest
+
+
+async def get_blob(conn: AsyncConnection, digest: str) -> bytes:
+    data = await conn.scalar(select(blobs.c.data).where(blobs.c.sha256 == digest))
+    if data is None:
+        raise LookupError(f"blob {digest} is missing from the store")
+    return bytes(data)
