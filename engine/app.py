@@ -105,7 +105,9 @@ class Engine:
         await admin.setup()
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
         self._runners.append(admin)
-        router = Router(self.services, self.settings.domain)
+        # Beside the control API a folder service is reached only by its Host: a withdrawn
+        # environment's host must be 404, not the folder's.
+        router = Router(self.services, self.settings.domain, host_only=self.settings.api_port is not None)
         self.deployments = Deployments(self.settings, router, self.services, self._make_pool)
         front = front_runner(router, self.settings, shutdown_timeout_s=self._drain_s())
         await front.setup()
@@ -188,7 +190,7 @@ class Engine:
         port = self.settings.port
         for service in self.services:
             base = (
-                f"http://{self.settings.host}:{port}" if len(self.services) == 1
+                f"http://{self.settings.host}:{port}" if len(self.services) == 1 and self.settings.api_port is None
                 else f"http://{service.name}.{self.settings.domain}:{port}"
             )
             for path, fn in sorted(service.project.functions.items()):

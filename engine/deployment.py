@@ -59,6 +59,10 @@ class LiveDeployment:
     build_sid: str
 
 
+class NameClash(ConfigError):
+    """A deployment would be served at a hostname or under a name something else already has."""
+
+
 def deployed_hostname(dep: LiveDeployment) -> str:
     """The hostname as the router compares it (a port or path in it is not stripped: it is refused)."""
     return dep.hostname.lower().rstrip(".")
@@ -189,19 +193,27 @@ class Deployments:
         slot.latest += 1
         return slot, slot.latest
 
+    def folder_clash(self, hostname: str, service_name: str) -> str | None:
+        """The folder service (described) that already has this hostname or name, if any."""
+        hostname = hostname.lower().rstrip(".")
+        for service in self.folder:
+            if hostname == self.router.folder_hostname(service) or service_name == service.name:
+                return (f"the folder service {service.name!r} ({service.project.root}, reached at "
+                        f"{self.router.folder_hostname(service)})")
+        return None
+
     def _check_free(self, dep: LiveDeployment) -> None:
         """A hostname or service name is served by one thing only; the error names both."""
         hostname = deployed_hostname(dep)
-        for service in self.folder:
-            if hostname == self.router.folder_hostname(service) or dep.service_name == service.name:
-                raise ConfigError(
-                    f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with the "
-                    f"folder service {service.name!r} ({service.project.root}, reached at "
-                    f"{self.router.folder_hostname(service)}); rename one of them"
-                )
+        folder = self.folder_clash(hostname, dep.service_name)
+        if folder is not None:
+            raise NameClash(
+                f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with "
+                f"{folder}; rename one of them"
+            )
         for key, service in self.live.items():
             if key != dep.key and (service.hostname == hostname or service.name == dep.service_name):
-                raise ConfigError(
+                raise NameClash(
                     f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with the "
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )

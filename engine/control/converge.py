@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 
 from engine.control import metrics
 from engine.control import store as t
-from engine.control.errors import ApiError, BadRequest
+from engine.control.errors import ApiError, BadRequest, Conflict
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
@@ -100,6 +100,8 @@ class Converger:
             except EngineError as exc:
                 metrics.DEPLOYMENTS.labels("refused").inc()
                 await self.log(environment_sid, "error", f"deployment of build {build_sid} refused: {exc}", build_sid)
+                if type(exc).__name__ == "NameClash":  # engine.deployment.NameClash: its host or name is taken
+                    raise Conflict(f"build {build_sid} cannot be served: {exc}") from None
                 raise BadRequest(f"build {build_sid} cannot be served: {exc}") from None
             await record()
             self.applied[environment_sid] = (build_sid, _digest(dep.env))
@@ -131,6 +133,9 @@ class Converger:
                 metrics.DEPLOYMENTS.labels("refused").inc()
                 self._refused[environment_sid] = want  # not retried until the store says something else
                 log.error("converge_failed", environment=environment_sid, build=build_sid, error=str(exc))
+                # The environment's Logs say it too: a restored deployment whose host a folder
+                # service took is not served, and its owner can read why.
+                await self.log(environment_sid, "error", f"build {build_sid} is not served: {exc}", build_sid)
                 return
             self.applied[environment_sid] = want
             self._refused.pop(environment_sid, None)

@@ -13,6 +13,7 @@ from engine.control import lookup
 from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
+from engine.control.converge import service_label
 from engine.control.errors import BadRequest, Conflict, TooMany
 from engine.control.shapes import base_url, iso, new_sid, optional, page, required
 
@@ -37,6 +38,12 @@ def domain_name(service_unique_name: str, suffix: str | None, domain: str) -> st
     return f"{label}.{domain.strip('.').lower()}"
 
 
+def folder_clash(ctl: Any, domain: str, label: str) -> str | None:
+    """The engine's folder service (described) at this domain or with this service label, if any."""
+    deployments = getattr(getattr(ctl.converger, "engine", None), "deployments", None)
+    return deployments.folder_clash(domain, label) if deployments is not None else None
+
+
 @routes.post("/v1/Services/{service}/Environments")
 async def create(request: web.Request) -> web.Response:
     form = await request.post()
@@ -51,6 +58,11 @@ async def create(request: web.Request) -> web.Response:
         if count >= await quota(conn, acct, "max_environments_per_service", ctl.settings):
             raise TooMany(f"service {service.unique_name} has {count} environments, the most max_environments_per_service allows")
         domain = domain_name(service.unique_name, suffix, ctl.settings.domain)
+        folder = folder_clash(ctl, domain, service_label(service.unique_name, unique_name))
+        if folder is not None:
+            raise Conflict(f"the environment's domain {domain} or name "
+                           f"{service_label(service.unique_name, unique_name)!r} clashes with {folder} this engine "
+                           "serves; pick another DomainSuffix or UniqueName")
         taken = (await conn.execute(select(t.environments.c.service_sid, t.environments.c.unique_name).where(
             (t.environments.c.domain_name == domain)
             | ((t.environments.c.service_sid == service.sid) & (t.environments.c.unique_name == unique_name))
