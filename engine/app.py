@@ -13,6 +13,7 @@ from aiohttp import web
 from engine import __version__, metrics, protocol
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
+from engine.budget import WorkerBudget
 from engine.config import MiB, Settings
 from engine.deployment import Deployments, LiveDeployment
 from engine.errors import BackendError, ConfigError
@@ -137,7 +138,7 @@ class Engine:
             return
         await self.deployments.withdraw(key)
 
-    async def _make_pool(self, project: Project, runtime: str) -> Pool:
+    async def _make_pool(self, project: Project, runtime: str, budget: WorkerBudget | None = None) -> Pool:
         s = self.settings
         per_service = s.overrides_for(project.name)
         limits = WorkerLimits(
@@ -181,6 +182,7 @@ class Engine:
                 max_worker_age_s=s.max_worker_age_s if per_service.max_worker_age_s is None else per_service.max_worker_age_s,
                 max_lifecycle_calls=s.max_lifecycle_calls_per_pool, crash_backoff_max_s=s.crash_backoff_max_s,
             ),
+            budget=budget,
         )
         await pool.start()
         return pool

@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from engine import metrics, npmdeps
+from engine.budget import WorkerBudget
 from engine.config import Settings
 from engine.errors import BackendError, ConfigError, ImageBuildError, ProjectError
 from engine.pool import Pool
@@ -57,6 +58,8 @@ class LiveDeployment:
     service_sid: str
     environment_sid: str
     build_sid: str
+    account_sid: str | None = None  # the owner whose worker quota its pools share (None: no quota)
+    max_workers_per_account: int | None = None  # that quota now (None: the engine-wide setting)
 
 
 class NameClash(ConfigError):
@@ -109,7 +112,7 @@ class _Superseded(Exception):
     pass
 
 
-PoolMaker = Callable[[Project, str], Awaitable[Pool]]
+PoolMaker = Callable[[Project, str, "WorkerBudget | None"], Awaitable[Pool]]
 
 
 class Deployments:
@@ -125,6 +128,18 @@ class Deployments:
         self._retiring: set[Service] = set()
         self._tasks: set[asyncio.Future[None]] = set()  # retirements under way
         self._closed = False
+        self.budgets: dict[str, WorkerBudget] = {}  # by account: the worker quota its deployments share
+
+    def set_worker_quota(self, account_sid: str, limit: int | None) -> WorkerBudget:
+        """The account's shared worker budget, with its limit set now (None: the engine-wide setting)."""
+        limit = self.settings.max_workers_per_account if limit is None else limit
+        budget = self.budgets.get(account_sid)
+        if budget is None:
+            budget = self.budgets[account_sid] = WorkerBudget(account_sid, limit)
+        elif budget.limit != limit:
+            budget.limit = limit
+            budget.freed()  # a raised quota lets denied starts go now
+        return budget
 
     def drain_bound_s(self, service: Service) -> float:
         """How long a replaced service may keep running requests it already took."""
@@ -143,7 +158,9 @@ class Deployments:
             began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
             try:
-                await self._start(service, self.live.get(dep.key))
+                budget = (self.set_worker_quota(dep.account_sid, dep.max_workers_per_account)
+                          if dep.account_sid is not None else None)
+                await self._start(service, self.live.get(dep.key), budget)
                 if ticket != slot.latest:
                     raise _Superseded
                 self._check_free(dep)  # again: another key may have taken the name while this one warmed
@@ -218,7 +235,7 @@ class Deployments:
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )
 
-    async def _start(self, service: Service, replacing: Service | None) -> None:
+    async def _start(self, service: Service, replacing: Service | None, budget: WorkerBudget | None = None) -> None:
         """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not.
 
         A pool that replaces one is also started with as many workers as that one has, so the traffic
@@ -228,7 +245,7 @@ class Deployments:
         targets: dict[str, int] = {}
         for runtime in service.project.runtimes():
             try:
-                pool = service.pools[runtime] = await self.make_pool(service.project, runtime)
+                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, budget)
             except ImageBuildError as exc:  # the build's content is at fault (requirements, package.json)
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
             previous = replacing.pools.get(runtime) if replacing is not None else None

@@ -26,6 +26,7 @@ import structlog
 
 from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
+from engine.budget import WorkerBudget
 from engine.errors import (
     AcquireTimeout,
     EngineError,
@@ -68,8 +69,12 @@ class Pool:
         spec: WorkerSpec,
         init: protocol.Init,
         settings: PoolSettings,
+        budget: WorkerBudget | None = None,
     ) -> None:
+        """`budget`: the account's worker quota this pool shares with its other pools (deployments)."""
         self.backend = backend
+        self.budget = budget
+        self._budget_denied = False  # the last start wanted was refused by the budget
         self.spec = spec
         self.init = init
         self.settings = settings
@@ -111,6 +116,8 @@ class Pool:
 
     async def start(self) -> None:
         """Begin prewarming; readiness is reported by `ready`."""
+        if self.budget is not None:
+            self.budget.pools.add(self)
         self._reaper = asyncio.create_task(self._reap_idle(), name=f"pool-reaper-{self.name}")
         self._replenish()
 
@@ -141,6 +148,8 @@ class Pool:
         takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
         want = min(workers, self.settings.max_workers)
         while not self._closed and len(self._workers) + self._starting < want:
+            if self.budget is not None and not self.budget.room():
+                break  # the account's quota: the extra workers are not started
             self._starting += 1
             self._spawn_task(self._start_worker())
 
@@ -152,6 +161,28 @@ class Pool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def held(self) -> int:
+        """Places this pool holds against its budget: workers alive, starting, or not yet removed."""
+        return len(self._workers) + self._starting + len(self._removing)
+
+    @property
+    def wants_workers(self) -> bool:
+        """Requests are waiting for workers beyond those starting."""
+        return len(self._waiters) > self._starting
+
+    def retry_starts(self) -> None:
+        """The budget has room again: start what was denied."""
+        self._replenish()
+
+    def evict_idle(self) -> Worker | None:
+        """Stop the oldest idle worker (above nothing: the budget's sibling needs the place more)."""
+        if self._closed or not self._idle:
+            return None
+        worker = self._idle.popleft()
+        self._spawn_task(self._discard(worker, "idle_reaped"))
+        return worker
 
     @property
     def start_failures(self) -> int:
@@ -201,9 +232,11 @@ class Pool:
                 self._offer(waiter.result())  # it arrived as we gave up: pass it on
             else:
                 waiter.cancel()
+            quota = (f"; {self.budget.describe()}" if self.budget is not None and self._budget_denied
+                     and not self.budget.room() else "")
             raise AcquireTimeout(
                 f"no worker of {self.name} became free within acquire_timeout_s={timeout_s:g}s"
-                + (f" (last start failure: {self._last_failure})" if self._last_failure else "")
+                + (f" (last start failure: {self._last_failure})" if self._last_failure else "") + quota
             ) from None
         finally:
             if waiter in self._waiters:
@@ -250,6 +283,9 @@ class Pool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
         self._gauges.close()
+        if self.budget is not None:
+            self.budget.pools.discard(self)
+            self.budget.freed()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -289,6 +325,8 @@ class Pool:
                 waiter.set_result(worker)
                 return
         self._idle.append(worker)
+        if self.budget is not None:
+            self.budget.idle_appeared(self)
 
     def _replenish(self) -> None:
         """Start workers for waiters beyond those already starting, and up to min_idle idle.
@@ -306,6 +344,15 @@ class Pool:
             want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
             if not (want_for_waiters or want_for_idle):
                 break
+            urgent = want_for_waiters or not self._settled
+            if self.budget is not None and not self.budget.room(self, urgent):
+                self._budget_denied = True
+                # A waiting request, or a pool still warming (a new deployment), may take an idle
+                # sibling's place; a settled pool's min_idle never does (no two pools swapping places).
+                if urgent:
+                    self.budget.make_room(self)
+                break
+            self._budget_denied = False
             self._starting += 1
             self._spawn_task(self._start_worker())
 
@@ -324,6 +371,7 @@ class Pool:
             async with self._start_slots:
                 if not self._still_wanted():  # its turn came after the burst that asked for it was served
                     self._starting -= 1
+                    self._budget_freed()
                     return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
             worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
@@ -342,6 +390,7 @@ class Pool:
                       stderr=stderr or None)
             self._fail_waiters_if_hopeless()
             self._replenish()
+            self._budget_freed()
             return
         except asyncio.CancelledError:
             self._starting -= 1
@@ -416,6 +465,11 @@ class Pool:
         finally:
             self._removing.discard(worker)
             self._replenish()
+            self._budget_freed(worker)
+
+    def _budget_freed(self, worker: Worker | None = None) -> None:
+        if self.budget is not None:
+            self.budget.freed(worker)
 
     async def _reap_idle(self) -> None:
         """Stop idle workers above min_idle after idle_timeout_s, and retire idle ones past their age."""

@@ -69,6 +69,7 @@ class Converger:
             if env is None:
                 raise LookupError(f"environment {environment_sid} is gone")
             service = (await conn.execute(select(t.services).where(t.services.c.sid == env.service_sid))).first()
+            max_workers = await conn.scalar(select(t.accounts.c.max_workers).where(t.accounts.c.sid == env.account_sid))
             variables = (await conn.execute(select(t.variables.c.key, t.variables.c.value)
                                             .where(t.variables.c.environment_sid == environment_sid))).all()
             held = json.loads(await conn.scalar(select(t.builds.c.function_versions).where(t.builds.c.sid == build_sid)) or "[]")
@@ -85,6 +86,7 @@ class Converger:
             key=env.sid, service_name=name,
             hostname=env.domain_name, project_root=root, env={k: v for k, v in variables},
             service_sid=service.sid, environment_sid=env.sid, build_sid=build_sid,
+            account_sid=env.account_sid, max_workers_per_account=max_workers,
         )
 
     async def deploy(self, environment_sid: str, build_sid: str, record: Callable[[], Awaitable[None]]) -> None:
@@ -176,12 +178,25 @@ class Converger:
         """
         if not self._can_apply():
             return
+        await self._refresh_worker_quotas()
         desired = await self._desired()
         for env_sid, want in desired.items():
             if self.applied.get(env_sid) != want and self._refused.get(env_sid) != want:
                 await self._converge_one(env_sid)
         for env_sid in [e for e in list(self.applied) if e not in desired]:
             await self.withdraw(env_sid)
+
+    async def _refresh_worker_quotas(self) -> None:
+        """An account's max_workers changed by the CLI applies to its running pools within a pass."""
+        deployments = getattr(self.engine, "deployments", None)
+        budgets = getattr(deployments, "budgets", None)
+        if not budgets:
+            return
+        async with self.store.connect() as conn:
+            rows = (await conn.execute(select(t.accounts.c.sid, t.accounts.c.max_workers)
+                                       .where(t.accounts.c.sid.in_(list(budgets))))).all()
+        for sid, limit in rows:
+            deployments.set_worker_quota(sid, limit)
 
     def start(self, interval_s: float) -> None:
         """Reconcile every `interval_s` in the background."""
