@@ -55,3 +55,35 @@ def test_a_folder_service_and_a_deployed_environment_share_one_engine_and_cannot
         assert _get(control, "shop-dev.localhost", "/hello").status_code == 404
         assert _get(control, "shop-dev.localhost", "/alpha-only").status_code == 404
         assert _get(control, "alpha.localhost", "/alpha-only").text == "only in alpha"
+
+
+@pytest.mark.docker
+def test_a_folder_service_given_at_restart_keeps_its_host_and_the_clashing_environment_says_why(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+) -> None:
+    first = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend)
+    account = first.account("team-a")
+    with account.client() as c:
+        alpha = make_service(c, "alpha")["sid"]
+        env = ok(c.post(f"/Services/{alpha}/Environments", data={"UniqueName": "prod"}), 201)
+        assert env["domain_name"] == "alpha.localhost"
+        fn = upload(c, alpha, "function", "/hello", HELLO_JS.encode(), "hello.js")
+        build = ok(c.post(f"/Services/{alpha}/Builds", data={
+            "FunctionVersions": fn["sid"], "Runtime": "node22", "Dependencies": '"[]"'}), 201)
+        assert wait_build(c, alpha, build["sid"])["status"] == "completed"
+        ok(c.post(f"/Services/{alpha}/Environments/{env['sid']}/Deployments", data={"BuildSid": build["sid"]}), 201)
+    assert _get(first, "alpha.localhost", "/hello").json() == {"from": "deployed"}
+    assert first.engine.stop() == 0
+
+    # The same store, now with a folder service at the deployed environment's host: the engine
+    # starts, the folder service has its host, and the environment's Logs name both.
+    second = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend,
+                                  projects=(f"alpha={PROJECTS / 'svc-alpha'}",))
+    assert _get(second, "alpha.localhost", "/alpha-only").text == "only in alpha"
+    assert _get(second, "alpha.localhost", "/hello").status_code == 404
+    with account.client() as c:
+        c.base_url = httpx.URL(second.api + "/")
+        logs = ok(c.get(f"/Services/{alpha}/Environments/{env['sid']}/Logs"))["logs"]
+    clash = [line["message"] for line in logs if "clashes" in line["message"]]
+    assert clash and "folder service 'alpha'" in clash[-1] and "svc-alpha" in clash[-1], logs
+    assert "converge_failed" in second.engine.log_path.read_text()
