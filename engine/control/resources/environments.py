@@ -14,8 +14,10 @@ from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.converge import service_label
-from engine.control.errors import BadRequest, Conflict, TooMany
-from engine.control.shapes import base_url, iso, new_sid, optional, page, required
+from engine.control.errors import Conflict, TooMany
+from pydantic import Field, field_validator
+
+from engine.control.shapes import FormModel, base_url, iso, new_sid, page, parse_form
 
 routes = web.RouteTableDef()
 
@@ -38,6 +40,22 @@ def domain_name(service_unique_name: str, suffix: str | None, domain: str) -> st
     return f"{label}.{domain.strip('.').lower()}"
 
 
+class EnvironmentCreate(FormModel):
+    """`POST /v1/Services/{ServiceSid}/Environments`."""
+
+    unique_name: str = Field(alias="UniqueName", max_length=100)
+    domain_suffix: str | None = Field(default=None, alias="DomainSuffix", max_length=16)
+
+    @field_validator("domain_suffix")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _SUFFIX.match(value):
+            raise ValueError(f"DomainSuffix {value!r} must be 1-16 lowercase letters, digits and '-' (not at either end)")
+        return value
+
+
 def folder_clash(ctl: Any, domain: str, label: str) -> str | None:
     """The engine's folder service (described) at this domain or with this service label, if any."""
     deployments = getattr(getattr(ctl.converger, "engine", None), "deployments", None)
@@ -46,11 +64,8 @@ def folder_clash(ctl: Any, domain: str, label: str) -> str | None:
 
 @routes.post("/v1/Services/{service}/Environments")
 async def create(request: web.Request) -> web.Response:
-    form = await request.post()
-    unique_name = required(form, "UniqueName", 100)
-    suffix = optional(form, "DomainSuffix", 16) or None
-    if suffix is not None and not _SUFFIX.match(suffix):
-        raise BadRequest(f"DomainSuffix {suffix!r} must be 1-16 lowercase letters, digits and '-' (not at either end)")
+    payload = parse_form(EnvironmentCreate, await request.post())
+    unique_name, suffix = payload.unique_name, payload.domain_suffix
     ctl, acct, when = control(request), account(request), t.now()
     async with ctl.store.begin() as conn:
         service = await lookup.service(conn, acct, request.match_info["service"])
