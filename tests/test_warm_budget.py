@@ -61,9 +61,9 @@ def _settle(engine, want: dict[str, int], what: str) -> None:
     wait_for(lambda: _counts(engine) == want, 30, f"{what}: containers {want} (have {_counts(engine)})")
 
 
-def _start(engine_factory, services: list[tuple[str, object]], **config: object):
+def _start(engine_factory, named: list[tuple[str, object]], **config: object):
     engine = engine_factory(
-        *[f"{name}={path}" for name, path in services], backend="docker", args=["--domain", "localhost"],
+        *[f"{name}={path}" for name, path in named], backend="docker", args=["--domain", "localhost"],
         config={"min_idle": 1, "max_workers": 1, "memory_mb": MEMORY_MB, "warm_budget_mb": 100_000, **config},
         ready_timeout=240,
     )
