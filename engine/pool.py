@@ -149,6 +149,11 @@ class Pool:
         return self.settings.memory_mb
 
     @property
+    def warm_want(self) -> int:
+        """Idle workers it keeps while called (min_idle), for the budget's decision at start."""
+        return self.settings.min_idle
+
+    @property
     def warm_floor(self) -> int:
         return self.settings.min_idle if self.settings.pinned else 0
 
@@ -343,6 +348,7 @@ class Pool:
                 # No room in the warm budget: this pool stays cold until called. A failing pool's
                 # probe (one at a time, backed off) asks no room: it is not counted until it is idle.
                 if self._budget is not None and not self.failing and not self._budget.admit(self):
+                    self._settled = True  # its warm-up is over: it holds what the budget allows
                     break
             self._starting += 1
             self._spawn_task(self._start_worker())
@@ -364,6 +370,7 @@ class Pool:
             async with self._start_slots:
                 if not self._still_wanted():  # its turn came after the burst that asked for it was served
                     self._starting -= 1
+                    self._sync_budget()
                     return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
             worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)

@@ -50,6 +50,9 @@ class WarmMember(Protocol):
     def warm_cost_mb(self) -> int: ...  # what one idle worker costs (the pool's memory_mb)
 
     @property
+    def warm_want(self) -> int: ...  # idle workers it keeps while called (min_idle)
+
+    @property
     def warm_floor(self) -> int: ...  # idle workers never evicted (pinned min_idle, else 0)
 
     @property
@@ -137,7 +140,9 @@ class WarmBudget:
         reserved_workers = self.used_workers + sum(unheld.values()) + sum(d.min_idle for d in pending)
         reserved_mb = (self.used_mb + sum(n * m.warm_cost_mb for m, n in unheld.items())
                        + sum(d.min_idle * d.memory_mb for d in pending))
-        warm = reserved_mb + member.warm_cost_mb <= self.limit_mb and reserved_workers + 1 <= self.limit_workers
+        want = member.warm_want
+        warm = (want > 0 and reserved_mb + want * member.warm_cost_mb <= self.limit_mb
+                and reserved_workers + want <= self.limit_workers)
         self._order[member] = None
         if not warm:
             self._order.move_to_end(member, last=False)  # never called: the first to lose warmth

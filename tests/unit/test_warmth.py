@@ -21,6 +21,10 @@ class _Member:
         return self.cost
 
     @property
+    def warm_want(self) -> int:
+        return max(1, self.floor)
+
+    @property
     def warm_floor(self) -> int:
         return self.floor
 
