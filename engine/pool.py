@@ -159,9 +159,17 @@ class Pool:
 
     @property
     def warm_held(self) -> int:
-        """Idle workers, plus starts meant to become idle (a failing pool's probes are not counted)."""
+        """Idle workers, starts meant to become idle (a failing pool's probes are not counted), and
+        busy workers up to the warm target: a pool keeps its warm place while that worker serves."""
         starting_for_idle = 0 if self.failing else max(0, self._starting - len(self._waiters))
-        return len(self._idle) + starting_for_idle
+        busy = min(self._busy_count(), self.warm_target()) if self._workers else 0
+        return len(self._idle) + starting_for_idle + busy
+
+    @property
+    def warm_short(self) -> bool:
+        """It holds fewer places than its warm target: it may take room from pools called less recently.
+        A pool at its target (a replacement for a taken worker) only gets free room."""
+        return self.warm_held < self.warm_target()
 
     @property
     def evictable(self) -> int:
@@ -246,6 +254,7 @@ class Pool:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
         worker.transition(WorkerState.BUSY)
+        self._sync_budget()  # a new worker is busy here: it holds the pool's warm place from now
         self._acquire_seconds.observe(loop.time() - waited_from)
         cold = worker.invocations == 0  # it waited for a new worker, not for a busy one to come back
         if cold:

@@ -2,8 +2,9 @@
 
 An engine holds hundreds of services, most idle most of the time; a warm worker per pool for ever
 would pin tens of GiB doing nothing. Idle workers (and starts meant to become idle) cost their
-pool's `memory_mb` and one place against `warm_budget_mb` and `warm_budget_workers`; busy workers
-cost nothing here (each pool's `max_workers` bounds them). When the idle workers are over either
+pool's `memory_mb` and one place against `warm_budget_mb` and `warm_budget_workers`; a pool keeps
+its warm place while that worker serves a request, but further busy workers cost nothing here
+(each pool's `max_workers` bounds them). When the idle workers are over either
 limit, the least-recently-called pools lose theirs first. A pinned pool (`min_idle` set for its
 service in `[services.X]`) keeps `min_idle` warm whatever the traffic: that floor is never evicted,
 and pinned floors that do not fit in the budget are a configuration error. A pool whose starts
@@ -60,6 +61,9 @@ class WarmMember(Protocol):
 
     @property
     def evictable(self) -> int: ...  # idle workers above the floor, stoppable now
+
+    @property
+    def warm_short(self) -> bool: ...  # holds fewer places than its warm target
 
     @property
     def failing(self) -> bool: ...
@@ -183,13 +187,15 @@ class WarmBudget:
                 self._enforcing = False
 
     def admit(self, member: WarmMember) -> bool:
-        """Room for one more warm worker of `member`: free, or made by evicting pools called less
-        recently (a pinned pool's floor may evict anyone above their own floor). A failing pool
-        only gets free room."""
+        """Room for one more warm worker of `member`: free, or, while it holds fewer places than its
+        warm target, made by evicting pools called less recently (a pinned pool's floor may evict
+        anyone above their own floor). A failing pool, and a pool replacing a worker it is using
+        (already at its target), only get free room: taking a neighbour's only warm worker for a
+        second one would pass the cold start on to the neighbour."""
         cost = member.warm_cost_mb
         if self._fits(cost):
             return True
-        if member.failing or member not in self._order:
+        if member.failing or member not in self._order or not member.warm_short:
             return False
         pinned_floor = member.warm_floor > 0 and self._held[member] < member.warm_floor
         victims: list[WarmMember] = []

@@ -36,6 +36,10 @@ class _Member:
     def evictable(self) -> int:
         return max(0, self.idle - self.floor)
 
+    @property
+    def warm_short(self) -> bool:
+        return self.idle < self.warm_want
+
     def evict_idle(self) -> bool:
         if self.evictable <= 0:
             return False
@@ -60,9 +64,26 @@ def test_over_the_budget_the_least_recently_called_pool_loses_its_idle_workers_f
         budget.sync(m)
     assert (a.evicted, b.evicted, c.evicted) == (1, 0, 0)
     assert budget.used_workers == 2
-    budget.touch(a)  # a is called again: b is now the least recent
-    assert budget.admit(a)
+    budget.touch(a)  # a is called again, with no warm worker: b is now the least recent
+    assert a.warm_short and budget.admit(a)
     assert b.evicted == 1 and c.evicted == 0
+    a.idle = 1
+    budget.sync(a)
+
+
+def test_a_pool_at_its_target_gets_only_free_room_for_a_replacement() -> None:
+    """Taking a neighbour's only warm worker for a second one would pass the cold start on."""
+    budget = WarmBudget(limit_mb=10_000, limit_workers=2)
+    a, b = _Member("a"), _Member("b")
+    _joined(budget, a, b)
+    for m in (a, b):
+        budget.touch(m)
+        m.idle = 1
+        budget.sync(m)
+    budget.touch(b)
+    budget.touch(a)
+    assert not a.warm_short and not budget.admit(a)
+    assert b.evicted == 0
 
 
 def test_the_memory_limit_counts_each_pool_at_its_own_memory_mb() -> None:
