@@ -183,6 +183,14 @@ class Pool:
         self._spawn_task(self._discard(worker, "evicted"))
         return True
 
+    def inherit_warmth(self, previous: Pool) -> None:
+        """A pool replacing `previous` (a new build of the same service) takes over its recency, so
+        the warm budget treats the traffic it takes over as its own."""
+        self.last_used = previous.last_used
+        if self._budget is not None and previous.last_used is not None:
+            self._budget.touch(self)
+        self._replenish()
+
     def _sync_budget(self) -> None:
         if self._budget is not None:
             self._budget.sync(self)

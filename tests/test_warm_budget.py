@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import docker
 import httpx
@@ -194,3 +195,31 @@ def test_one_service_within_the_budget_is_warm_at_readiness_as_before(engine_fac
     assert steady.metric_total(samples, "functions_engine_warm_budget_used_workers") == 1
     assert httpx.get(engine.url + "/ok", timeout=30).status_code == 200
     assert steady.metric_total(steady.scrape(engine.admin_url), "functions_engine_cold_starts_total") == 0
+
+
+STEADY = Path(__file__).resolve().parent.parent / "bench" / "projects" / "steady-py"
+
+
+def test_a_burst_to_every_service_cannot_leave_more_idle_workers_than_the_budget(engine_factory, docker_available):
+    """Clients send 4 simultaneous 1 s requests to each of 3 services (max_workers 2): every pool
+    grows to its max_workers, busy, which the budget does not bound. Once they answer, the idle
+    workers left are within warm_budget_workers, by the engine's gauge and by the daemon's count."""
+    import concurrent.futures
+
+    engine = _start(engine_factory, [("x", STEADY), ("y", STEADY), ("z", STEADY)], warm_budget_workers=3,
+                    max_workers=2, acquire_timeout_s=30)
+
+    def call(service: str) -> int:
+        with engine.client(timeout=60) as client:
+            return client.get("/work?ms=1000", headers={"Host": f"{service}.localhost:{engine.port}"}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(call, ["x", "y", "z"] * 4))
+    assert statuses == [200] * 12, statuses
+    started = _metric(engine, "functions_engine_worker_bootstrap_seconds_count")
+    assert started >= 6, f"every pool should have grown to max_workers=2 ({started} workers started)"
+    wait_for(lambda: sum(_counts(engine).values()) <= 3, 30, f"idle containers within the budget (have {_counts(engine)})")
+    assert _metric(engine, "functions_engine_warm_budget_used_workers") <= 3
+    time.sleep(2)  # nothing grows back past it afterwards
+    assert sum(_counts(engine).values()) <= 3, _counts(engine)
+    assert _metric(engine, "functions_engine_workers", state="idle") <= 3
