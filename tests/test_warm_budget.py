@@ -223,3 +223,21 @@ def test_a_burst_to_every_service_cannot_leave_more_idle_workers_than_the_budget
     time.sleep(2)  # nothing grows back past it afterwards
     assert sum(_counts(engine).values()) <= 3, _counts(engine)
     assert _metric(engine, "functions_engine_workers", state="idle") <= 3
+
+
+def test_scale_to_zero_after_s_is_per_service_too(engine_factory, backend):
+    """Global scale_to_zero_after_s = 2 s, `[services.slow]` 3600 s: after a few seconds without a
+    call `fast` has no idle worker and `slow` still has its one; `fast`'s next request is answered."""
+    if backend != "process":
+        pytest.skip("the setting is the pool's, not the backend's: the process backend is enough")
+    engine = engine_factory(f"fast={GOOD}", f"slow={GOOD}", backend=backend, args=["--domain", "localhost"],
+                            config={"scale_to_zero_after_s": 2, "services": {"slow": {"scale_to_zero_after_s": 3600}}})
+
+    def idle(service: str) -> float:
+        return _metric(engine, "functions_engine_workers", service=service, state="idle")
+
+    wait_for(lambda: idle("fast") == 0, 15, "fast scaled to zero")
+    assert idle("slow") == 1
+    assert _metric(engine, "functions_engine_warm_budget_evictions_total", reason="scale_to_zero") == 1
+    assert _get(engine, "fast").status_code == 200
+    wait_for(lambda: idle("fast") == 1, 15, "fast warm again after its call")
