@@ -14,7 +14,8 @@ from engine import __version__, metrics, protocol
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
 from engine.config import MiB, Settings
-from engine.errors import ConfigError
+from engine.deployment import Deployments, LiveDeployment
+from engine.errors import BackendError, ConfigError
 from engine.http_conn import front_runner
 from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
@@ -51,8 +52,11 @@ def make_backend(settings: Settings, engine_id: str) -> Backend:
 
 
 class Engine:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, allow_no_projects: bool = False) -> None:
+        """`allow_no_projects`: deployments arrive at runtime (a control API), so no PROJECT_DIR is needed."""
         self.settings = settings
+        self.allow_no_projects = allow_no_projects
+        self.deployments: Deployments | None = None
         self.engine_id = uuid.uuid4().hex[:12]
         self.services: list[Service] = []
         self.backend: Backend | None = None
@@ -69,7 +73,7 @@ class Engine:
 
     def load(self) -> None:
         """Read every project; errors name the files (before anything is started)."""
-        if not self.settings.projects:
+        if not self.settings.projects and not (self.allow_no_projects or getattr(self.settings, "api_port", None)):
             raise ConfigError("no project to serve: give at least one PROJECT_DIR (or ENGINE_PROJECTS)")
         seen: set[str] = set()
         for arg in self.settings.projects:
@@ -102,6 +106,7 @@ class Engine:
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
         self._runners.append(admin)
         router = Router(self.services, self.settings.domain)
+        self.deployments = Deployments(self.settings, router, self.services, self._make_pool)
         front = front_runner(router, self.settings, shutdown_timeout_s=self._drain_s())
         await front.setup()
         await web.TCPSite(front, self.settings.host, self.settings.port).start()
@@ -111,7 +116,24 @@ class Engine:
 
     def _drain_s(self) -> float:
         longest = max((max(s.time_limits_s.values(), default=0) for s in self.services), default=0)
-        return max(longest, self.settings.time_limit_s) + 2.0
+        # Services deployed later take their limits from the same settings: count every override.
+        configured = max((f.time_limit_s or 0 for o in self.settings.services.values() for f in o.functions.values()),
+                         default=0)
+        return max(longest, configured, self.settings.time_limit_s) + 2.0
+
+    # --- deployments at runtime (engine/deployment.py) -------------------------------------
+
+    async def apply(self, dep: LiveDeployment) -> None:
+        """Serve `dep`, replacing what `dep.key` served, with no request lost (see engine/deployment.py)."""
+        if self.deployments is None:
+            raise BackendError("the engine is not started; deployments are applied once it serves")
+        await self.deployments.apply(dep)
+
+    async def withdraw(self, key: str) -> None:
+        """Stop serving `key` (404 from the next request) and remove its workers."""
+        if self.deployments is None:
+            return
+        await self.deployments.withdraw(key)
 
     def _pinned_demands(self) -> list[PinnedDemand]:
         """Each pool whose service sets min_idle in [services.X]: its floor, for the budget check at start."""
@@ -239,6 +261,7 @@ class Engine:
 
     async def close_pools(self) -> None:
         pools = [p for s in self.services for p in s.pools.values()]
-        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        closing = [p.close() for p in pools] + ([self.deployments.close()] if self.deployments else [])
+        await asyncio.gather(*closing, return_exceptions=True)
         if self.backend is not None:
             await self.backend.close()

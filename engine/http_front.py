@@ -164,6 +164,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if route is None:
         return reply.text_reply(404, f"Not found: nothing is served at {request.path[:200]}.")
     request["route"] = route
+    # Counted from routing to the answer, so a replaced service drains the requests it already took.
+    route.service.enter()
+    try:
+        return await _serve(request, route, settings, origin)
+    finally:
+        route.service.leave()
+
+
+async def _serve(request: web.Request, route: Route, settings: Settings, origin: Origin) -> web.StreamResponse:
     allowed = _FUNCTION_METHODS if route.function else _ASSET_METHODS
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=_PREFLIGHT)

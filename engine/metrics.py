@@ -11,6 +11,7 @@ doubling the series each tenant function adds to Prometheus for a timestamp nobo
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
@@ -129,6 +130,77 @@ def init_pool(service: str, runtime: str) -> None:
     QUEUE_REJECTIONS.labels(service, runtime)
     for outcome in ("kept", "dropped"):
         LOG_BYTES.labels(service, outcome)
+
+
+class PoolGauges:
+    """The gauges of every live pool with one (service, runtime) label set, summed when scraped.
+
+    While a deployment replaces a service, its old and new pools share the label values (labels
+    name the service, never a build); each pool counts here until it is closed, and the series go
+    away with the last one, so a withdrawn service leaves no stale gauge behind.
+    """
+
+    _live: dict[tuple[str, str], list[PoolGauges]] = {}
+
+    def __init__(self, service: str, runtime: str, idle: Callable[[], int], busy: Callable[[], int],
+                 starting: Callable[[], int], removing: Callable[[], int], queued: Callable[[], int],
+                 healthy: Callable[[], int]) -> None:
+        self.key = (service, runtime)
+        self.reads = {"idle": idle, "busy": busy, "starting": starting, "removing": removing, "queued": queued,
+                      "healthy": healthy}
+        pools = self._live.setdefault(self.key, [])
+        pools.append(self)
+        if len(pools) == 1:
+            for state in _WORKER_STATES:
+                WORKERS.labels(service, runtime, state).set_function(self._sum(self.key, state))
+            QUEUE_DEPTH.labels(service, runtime).set_function(self._sum(self.key, "queued"))
+            POOL_HEALTHY.labels(service, runtime).set_function(self._min(self.key, "healthy"))
+
+    @classmethod
+    def _sum(cls, key: tuple[str, str], what: str) -> Callable[[], float]:
+        return lambda: sum(p.reads[what]() for p in cls._live.get(key, ()))
+
+    @classmethod
+    def _min(cls, key: tuple[str, str], what: str) -> Callable[[], float]:
+        """Healthy only while every pool of the label set is (a new build that cannot start shows)."""
+        return lambda: min((p.reads[what]() for p in cls._live.get(key, ())), default=1)
+
+    def close(self) -> None:
+        """This pool no longer counts; the last pool of a label set removes its series."""
+        pools = self._live.get(self.key, [])
+        if self in pools:
+            pools.remove(self)
+        if not pools and self._live.pop(self.key, None) is not None:
+            service, runtime = self.key
+            for state in _WORKER_STATES:
+                _remove(WORKERS, service, runtime, state)
+            _remove(QUEUE_DEPTH, service, runtime)
+            _remove(POOL_HEALTHY, service, runtime)
+
+
+def _remove(family: Gauge, *labels: str) -> None:
+    try:
+        family.remove(*labels)
+    except KeyError:
+        pass
+
+
+#: Every family with a `service` label (all of them but the engine's and the image builds').
+_SERVICE_FAMILIES = (INVOCATIONS, INVOCATION_SECONDS, ACQUIRE_SECONDS, COLD_STARTS, WORKERS, WORKER_EXITS,
+                     BOOTSTRAP_SECONDS, QUEUE_DEPTH, QUEUE_REJECTIONS, LOG_BYTES, START_FAILURES, POOL_HEALTHY)
+
+
+def forget_service(service: str) -> None:
+    """Remove every series of a service that is no longer served (withdrawn), so none goes stale."""
+    for family in _SERVICE_FAMILIES:
+        names = family._labelnames  # prometheus_client keeps no public list of a family's children
+        position = names.index("service")
+        for values in [v for v in list(family._metrics) if v[position] == service]:
+            _remove(family, *values)  # type: ignore[arg-type]
+    # The request path caches labelled children; drop them so a later service of that name starts afresh.
+    invocations.cache_clear()
+    invocation_seconds.cache_clear()
+    log_bytes.cache_clear()
 
 
 def worker_exited(service: str, runtime: str, reason: str | None) -> str:

@@ -93,6 +93,7 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._closed_because = "the engine is shutting down"
         self._failures = 0  # consecutive start failures, for back-off
         self._last_failure: str | None = None
         self._crashes = 0  # workers in a row that died by themselves before finishing an invocation
@@ -108,11 +109,10 @@ class Pool:
         self._labels = {"service": spec.service, "runtime": spec.runtime}
         metrics.init_pool(spec.service, spec.runtime)
         # The gauges read the pool when scraped: exact at every scrape, and no work per invocation.
-        for state, count in (("idle", lambda: len(self._idle)), ("busy", self._busy_count),
-                             ("starting", lambda: self._starting), ("removing", lambda: len(self._removing))):
-            metrics.WORKERS.labels(**self._labels, state=state).set_function(count)
-        metrics.QUEUE_DEPTH.labels(**self._labels).set_function(lambda: len(self._waiters))
-        metrics.POOL_HEALTHY.labels(**self._labels).set_function(lambda: 0 if self.failing else 1)
+        self._gauges = metrics.PoolGauges(spec.service, spec.runtime, idle=lambda: len(self._idle),
+                                          busy=self._busy_count, starting=lambda: self._starting,
+                                          removing=lambda: len(self._removing), queued=lambda: len(self._waiters),
+                                          healthy=lambda: 0 if self.failing else 1)
         self._start_failures = metrics.START_FAILURES.labels(**self._labels)
         self._acquire_seconds = metrics.ACQUIRE_SECONDS.labels(**self._labels)
         self._cold_starts = metrics.COLD_STARTS.labels(**self._labels)
@@ -212,10 +212,36 @@ class Pool:
         self._retry_now = asyncio.Event()
         self._replenish()
 
+    def prewarm(self, workers: int) -> None:
+        """Start workers now until `workers` are alive or starting (at most max_workers), so a pool that
+        takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
+        want = min(workers, self.settings.max_workers)
+        while not self._closed and len(self._workers) + self._starting < want:
+            self._starting += 1
+            self._spawn_task(self._start_worker())
+
+    @property
+    def size(self) -> int:
+        """Workers alive (idle or busy), not counting those starting."""
+        return len(self._workers)
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def start_failures(self) -> int:
+        """Worker starts that failed in a row (0 once one succeeds)."""
+        return self._failures
+
+    @property
+    def last_failure(self) -> str | None:
+        return self._last_failure
+
     async def acquire(self, timeout_s: float) -> tuple[Worker, bool]:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
         if self._closed:
-            raise PoolClosed("the engine is shutting down")
+            raise PoolClosed(self._closed_because)
         if self._budget is not None:
             self.last_used = time.monotonic()
             self._budget.touch(self)
@@ -287,12 +313,13 @@ class Pool:
     def discard(self, worker: Worker, reason: str) -> None:
         self._spawn_task(self._discard(worker, reason))
 
-    async def close(self) -> None:
-        """Refuse new work, fail waiters, kill every worker."""
+    async def close(self, reason: str = "the engine is shutting down") -> None:
+        """Refuse new work, fail waiters (with `reason`), kill every worker."""
         self._closed = True
+        self._closed_because = reason
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(PoolClosed("the engine is shutting down"))
+                waiter.set_exception(PoolClosed(reason))
         self._waiters.clear()
         if self._budget is not None:
             self._budget.leave(self)
@@ -304,6 +331,7 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
+        self._gauges.close()
 
     # --- internals ------------------------------------------------------------------------
 

@@ -496,3 +496,24 @@ async def read_message(worker, types: set[str]) -> dict:
         message = json.loads(await asyncio.wait_for(worker.read_line(), 60))
         if message["type"] in types:
             return message
+
+
+@pytest.mark.docker
+async def test_cancelled_spawn_has_removed_its_container_when_the_cancellation_completes(
+    runc_backend: DockerBackend, echo_image: str, client: docker.DockerClient
+) -> None:
+    """A pool closed while a worker is being created (a replaced deployment) must not leave that
+    container behind after close() returns: the cancelled spawn waits for the create and removes it."""
+    mine = {"label": f"{docker_mod.ENGINE_LABEL}={runc_backend.engine_id}"}
+    for delay in (0.0, 0.05, 0.2):
+        task = asyncio.create_task(runc_backend.spawn(spec_for(echo_image), 1 << 20))
+        await asyncio.sleep(delay)
+        task.cancel()
+        try:
+            worker = await task
+        except asyncio.CancelledError:
+            pass
+        else:  # it was already attached: a normal worker, killed as usual
+            await worker.kill()
+        left = await asyncio.to_thread(client.api.containers, all=True, filters=mine)
+        assert not left, f"cancelled after {delay} s: {[c['Id'][:12] for c in left]} still there"

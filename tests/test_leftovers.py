@@ -104,3 +104,64 @@ def test_a_clean_worker_keeps_its_module_state_between_invocations(engine):
     """Control for the tests above: without leftovers, consecutive invocations share one worker."""
     workers = {get(engine, mode="state")["worker"] for _ in range(5)}
     assert len(workers) == 1
+
+
+# --- Signals, timers, grandchildren and threads (functions/hostile.py) -----------------------------
+#
+# Each attack runs once on the pool's only worker; the requests after it must all answer 200 and
+# must never see the leftover, which means the worker was replaced before it could act.
+
+def watch(engine, seconds: float, **params: str) -> list[dict]:
+    """`mode=state` requests for `seconds`, each of which must answer 200."""
+    seen = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.append(get(engine, "/hostile", mode="state", **params))
+        time.sleep(0.1)
+    return seen
+
+
+def test_handler_alarm_cannot_kill_a_later_invocation(engine):
+    first = get(engine, "/hostile", mode="alarm")
+    seen = watch(engine, 2.5)  # the alarm was due after 1 s
+    assert process_of(first["worker"]) not in {process_of(s["worker"]) for s in seen}, "the worker with an alarm was reused"
+    assert "SIGALRM" not in engine.logs()
+
+
+def test_handler_itimer_handler_never_runs_in_a_later_invocation(engine):
+    first = get(engine, "/hostile", mode="itimer")
+    seen = watch(engine, 1.5)
+    assert all(s["ticks"] == 0 for s in seen), "the handler's SIGALRM handler ran after its invocation"
+    assert process_of(first["worker"]) not in {process_of(s["worker"]) for s in seen}
+
+
+def test_an_alarm_armed_behind_the_signal_module_cannot_kill_a_later_invocation(engine):
+    first = get(engine, "/hostile", mode="ctypes-alarm")
+    seen = watch(engine, 2.5)  # every request answers: the stray SIGALRM finds the runner's handler
+    assert process_of(seen[-1]["worker"]) != process_of(first["worker"]), "the worker that got a stray alarm was kept"
+
+
+@pytest.mark.parametrize("mode", ["grandchild", "daemon"])
+def test_backgrounded_grandchild_cannot_outlive_its_invocation(engine, mode, backend, request):
+    if backend == "process" and mode == "daemon":
+        request.applymarker(pytest.mark.xfail(strict=False, reason=(
+            "process backend (trusted code only): the runner's process group is killed and the engine sweeps "
+            "the orphans it adopts afterwards, but a setsid daemon can still run its next second of code "
+            "before that sweep finds it (issue 13, known gap in the notes)")))
+    tag = uuid.uuid4().hex[:10]
+    try:
+        first = get(engine, "/hostile", mode=mode, tag=tag)
+        seen = watch(engine, 2.0, tag=tag)  # the grandchild would write its file after 1 s
+        assert not any(s["marker"] for s in seen), "the backgrounded grandchild ran after the callback"
+        assert process_of(first["worker"]) not in {process_of(s["worker"]) for s in seen}
+    finally:
+        Path(f"/tmp/leftover-{tag}").unlink(missing_ok=True)  # the process backend shares the host's /tmp
+    assert not Path(f"/tmp/leftover-{tag}").exists()
+
+
+def test_thread_mutating_state_after_the_callback_is_never_seen_by_a_later_invocation(engine):
+    tag = uuid.uuid4().hex[:10]
+    first = get(engine, "/hostile", mode="thread-mutate", tag=tag)
+    seen = watch(engine, 0.5)
+    assert not any(tag in s["mutated"] for s in seen), "a late thread's write was seen by a later invocation"
+    assert process_of(first["worker"]) not in {process_of(s["worker"]) for s in seen}

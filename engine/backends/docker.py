@@ -382,8 +382,10 @@ class DockerBackend(Backend):
         try:
             container_id, name, sock = await asyncio.shield(created)
         except asyncio.CancelledError:
-            # The create runs on in its thread: whatever it makes is removed when it finishes.
-            created.add_done_callback(self._discard_created)
+            # The create runs on in its thread: remove whatever it makes once it finishes, and wait for
+            # that, so a closed pool (a replaced service) has no container left when close() returns.
+            # A second cancellation ends the wait, not the removal.
+            await asyncio.shield(asyncio.ensure_future(self._discard_created(created)))
             raise
         try:
             stream = await open_stream(name, sock, max_frame_bytes)
@@ -395,13 +397,15 @@ class DockerBackend(Backend):
         self._workers[container_id] = worker
         return worker
 
-    def _discard_created(self, created: asyncio.Future[tuple[str, str, socket.socket]]) -> None:
-        if created.cancelled() or created.exception() is not None:
+    async def _discard_created(self, created: asyncio.Future[tuple[str, str, socket.socket]]) -> None:
+        try:
+            container_id, _, sock = await created
+        except BaseException:  # the create failed (and removed its container) or was itself cancelled
             return
-        container_id, _, sock = created.result()
         sock.close()
         if not self.closed:
-            self._executor.submit(self.reaper.remove_or_defer_sync, container_id)
+            with contextlib.suppress(Exception):  # closing meanwhile: close() removes it instead
+                await self._call(self.reaper.remove_or_defer_sync, container_id)
 
     def _create_sync(self, spec: WorkerSpec) -> tuple[str, str, socket.socket]:
         api = self._api

@@ -196,8 +196,8 @@ class ProcessBackend(Backend):
         self._spawn_lock = asyncio.Lock()  # a sweep never runs between a runner's fork and its pid being known
         self._sweeper: asyncio.Task[None] | None = None
         self.root: Path | None = None  # this engine's temp root, `<pid>-<start time>`
-        self._pythonpath: dict[str, str] = {}  # service → its requirements' site dir
-        self._node_path: dict[str, str] = {}  # service → its package.json dependencies' node_modules
+        self._pythonpath: dict[tuple[str, str], str] = {}  # (service, build) → its requirements' site dir
+        self._node_path: dict[tuple[str, str], str] = {}  # (service, build) → its package.json dependencies' node_modules
 
     async def start(self) -> None:
         """Become the reaper of the workers' orphans, clean up after dead engines, make our temp root."""
@@ -236,11 +236,11 @@ class ProcessBackend(Backend):
             await asyncio.to_thread(node_runner_home)  # npm ci once, off the event loop
             modules = await asyncio.to_thread(npmdeps.host_node_modules, spec.project_root, progress or (lambda _: None))
             if modules is not None:
-                self._node_path[spec.service] = str(modules)
+                self._node_path[(spec.service, spec.build_id)] = str(modules)
         if spec.runtime == "python":
             site = await asyncio.to_thread(pydeps.host_site_packages, spec.project_root, progress or (lambda _: None))
             if site is not None:
-                self._pythonpath[spec.service] = str(site)
+                self._pythonpath[(spec.service, spec.build_id)] = str(site)
         return spec
 
     async def spawn(self, spec: WorkerSpec, max_frame_bytes: int) -> WorkerChannel:
@@ -257,10 +257,11 @@ class ProcessBackend(Backend):
             # Inherited by everything the worker starts: how a later engine finds it after a crash.
             process_tree.MARKER_VAR: str(self.root),
         }
-        if spec.service in self._pythonpath:
-            env["PYTHONPATH"] = self._pythonpath[spec.service]
-        if spec.runtime == "node" and spec.service in self._node_path:
-            env["NODE_PATH"] = self._node_path[spec.service]  # after the project's own node_modules
+        build = (spec.service, spec.build_id)
+        if build in self._pythonpath:
+            env["PYTHONPATH"] = self._pythonpath[build]
+        if spec.runtime == "node" and build in self._node_path:
+            env["NODE_PATH"] = self._node_path[build]  # after the project's own node_modules
         nproc = _user_process_count() + spec.limits.pids
         async with self._spawn_lock:
             proc = await self._exec(command, workdir, env, spec, nproc, max_frame_bytes)

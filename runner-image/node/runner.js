@@ -3,12 +3,13 @@
  * Node.js worker for the functions engine: speaks docs/protocol.md on stdin/stdout.
  *
  * Run as `node runner.js`. The order matters: the protocol descriptors are moved away from fds
- * 0 and 1 before anything else runs (lib/stdio.js), then every output channel a handler could
+ * 0, 1 and 2 before anything else runs (lib/stdio.js), then every output channel a handler could
  * use is captured (lib/capture.js), and only then does the loop start (lib/main.js).
  *
  * Request path through lib/: main (input loop) -> service (init: globals, tracker, loading)
  * -> invocation (callback contract) -> reply / response (HTTP reply) -> framing / channel
- * (frames). tracker stops what an invocation leaves behind and decides `done.clean`;
+ * (frames). tracker stops what an invocation leaves behind and decides `done.clean` (processes
+ * finds the processes it left, through /proc);
  * logsink caps and frames log lines; loader, globals build what handlers see; twilio_lazy makes
  * the `twilio` export without loading the package (most of a worker's start-up otherwise), and
  * preload loads it once the worker is idle after `ready`.
@@ -31,7 +32,7 @@ const { serve } = require('./lib/main');
 
 const channel = new Channel(fds.outFd);
 const sink = new LogSink(channel);
-const capture = installCapture(sink, fds.rawStdoutFd);
+const capture = installCapture(sink, fds.rawStdoutFd, fds.rawStderrFd);
 processGuard.install();
 
 serve({ channel, sink, capture, notes: fds.notes, preloadIdleMs }, fds.inFd);

@@ -119,6 +119,7 @@ class NodeRunner:
         self.proc = subprocess.Popen(
             [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=root, env={**env, **(process_env or {})},
+            start_new_session=True,  # as the process backend starts workers (lib/processes.js: session mode)
         )
         self.frames: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.history: list[dict[str, Any]] = []

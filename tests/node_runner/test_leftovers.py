@@ -103,7 +103,7 @@ exports.handler = (c, e, callback) => {
 exports.handler = (c, e, callback) => {
   const child = cp.spawn('sleep', ['30']);
   child.on('exit', () => record('child exit event'));
-  cp.exec('sleep 1; echo late', (err, out) => record('exec callback ' + out));
+  cp.execFile('sleep', ['1'], (err, out) => record('execFile callback ' + out));
   setTimeout(() => callback(null, String(child.pid)), 20);
 };""",
     "slow-exit-child": """const cp = require('child_process');
@@ -150,6 +150,57 @@ exports.handler = (c, e, callback) => {
   callback(null, 'answered first');
   const until = Date.now() + 800;
   while (Date.now() < until) {}
+};""",
+    "grandchild": """const cp = require('child_process');
+exports.handler = (c, e, callback) => {
+  // The shell exits at once; the subshell it put in the background is orphaned.
+  const command = `(sleep 1; echo late > ${e.file}) > /dev/null 2>&1 &`;
+  if (e.how === 'execSync') cp.execSync(command);
+  else if (e.how === 'exec') cp.exec(command);
+  else if (e.how === 'setsid-child') cp.spawn('sh', ['-c', command], { detached: true, stdio: 'ignore' });
+  setTimeout(() => callback(null, 'started'), 100);
+};""",
+    "shell-child": """const cp = require('child_process');
+exports.handler = (c, e, callback) => {
+  cp.exec('sleep 1; echo late', (err, out) => record('exec callback ' + out));
+  setTimeout(() => callback(null, 'answered'), 20);
+};""",
+    "worker": """const { Worker } = require('worker_threads');
+exports.handler = (c, e, callback) => {
+  const code = `const fs = require('fs'); let i = 0;
+    setInterval(() => fs.appendFileSync(${JSON.stringify(e.file)}, 'tick ' + (i++) + '\\n'), 20);`;
+  const worker = new Worker(code, { eval: true });
+  worker.on('exit', () => record('worker exit event'));
+  worker.on('message', () => record('worker message'));
+  worker.on('online', () => callback(null, String(worker.threadId)));
+};""",
+    "busy-worker": """const { Worker } = require('worker_threads');
+exports.handler = (c, e, callback) => {
+  // A thread that never yields to its event loop: only termination stops it.
+  const code = `const fs = require('fs'); const cell = new Int32Array(new SharedArrayBuffer(4));
+    const port = require('worker_threads').parentPort;
+    for (let i = 0; ; i++) { fs.appendFileSync(${JSON.stringify(e.file)}, 'spin ' + i + '\\\\n'); if (i === 0) port.postMessage('spinning'); Atomics.wait(cell, 0, 0, 20); }`;
+  new Worker(code, { eval: true }).once('message', () => callback(null, 'started'));
+};""",
+    "finished-worker": """const { Worker } = require('worker_threads');
+exports.handler = (c, e, callback) => {
+  const worker = new Worker('require("worker_threads").parentPort.postMessage(6 * 7)', { eval: true });
+  worker.once('message', (n) => worker.once('exit', () => callback(null, String(n))));
+};""",
+    "finalizer": """const gc = (() => { require('v8').setFlagsFromString('--expose-gc'); return require('vm').runInNewContext('gc'); })();
+const registry = new FinalizationRegistry((tag) => record('finalizer ' + tag));
+exports.handler = (c, e, callback) => {
+  if (e.collect) { gc(); return setTimeout(() => { gc(); setTimeout(() => callback(null, 'collected'), 50); }, 50); }
+  const own = new FinalizationRegistry((tag) => record('own finalizer ' + tag));
+  for (let i = 0; i < 5; i++) {
+    registry.register({ payload: new Array(1000).fill(i) }, 'module registry ' + i);
+    own.register({ payload: new Array(1000).fill(i) }, i);
+  }
+  globalThis.__own = own;
+  if (!e.during) return callback(null, 'registered');
+  // Collected while the invocation still runs: the callbacks run, as the invocation's code.
+  gc();
+  setTimeout(() => callback(null, (globalThis.__leftovers || []).length), 100);
 };""",
     "resource": """const { AsyncResource } = require('async_hooks');
 exports.handler = (c, e, callback) => {
@@ -439,3 +490,78 @@ exports.handler = (c, e, callback) => { globalThis.__r = new AsyncResource('Kept
     assert out.done["clean"] is True
     assert runner.proc.wait(timeout=5) == 70
     assert any("exiting so the worker is replaced" in f.get("message", "") for f in runner.history)
+
+
+def _wait_dead(pid: int, seconds: float = 3) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+@pytest.mark.parametrize("how", ["exec", "execSync", "setsid-child"])
+def test_handler_orphaned_grandchild_makes_the_worker_dirty_and_is_killed(runner, tmp_path, how) -> None:
+    """`exec('(sleep 1; ...) &')`: the shell is gone at once, its background subshell lives on. It is
+    found through /proc (the runner leads its session here, as under the process backend; in a
+    container it owns the PID namespace), killed, and the worker is reported dirty."""
+    marker = tmp_path / "late.txt"
+    out = runner.invoke("grandchild", {"file": str(marker), "how": how})
+    assert out.text == "started"
+    assert out.done["clean"] is False, out.done
+    assert "still running after its callback" in out.done["reason"] and "(sleep)" in out.done["reason"], out.done
+    time.sleep(1.4)
+    assert not marker.exists(), "the orphaned subshell ran after the callback"
+
+
+def test_a_shell_child_killed_by_the_sweep_leaves_its_own_child_behind_so_the_worker_is_dirty(runner) -> None:
+    out = runner.invoke("shell-child")
+    assert out.done["clean"] is False, out.done
+    assert "(sleep)" in out.done["reason"]
+    settle(1.3)
+    assert_nothing_ran(runner)
+
+
+def test_handler_worker_thread_running_at_the_callback_makes_the_worker_dirty_and_is_terminated(runner, tmp_path) -> None:
+    ticks = tmp_path / "ticks.txt"
+    out = runner.invoke("worker", {"file": str(ticks)})
+    assert out.done["clean"] is False, out.done
+    assert "worker_threads Worker" in out.done["reason"], out.done
+    settle(0.2)
+    written = ticks.read_text() if ticks.exists() else ""
+    for _ in range(3):  # the engine would replace the worker; were it reused, the thread is gone anyway
+        runner.invoke("state")
+        settle(0.1)
+    assert (ticks.read_text() if ticks.exists() else "") == written, "the worker thread kept running"
+
+
+def test_handler_busy_worker_thread_is_terminated(runner, tmp_path) -> None:
+    spins = tmp_path / "spins.txt"
+    out = runner.invoke("busy-worker", {"file": str(spins)})
+    assert out.done["clean"] is False, out.done
+    settle(0.2)
+    written = spins.read_text()
+    settle(0.3)
+    assert spins.read_text() == written, "the spinning worker thread kept running"
+
+
+def test_a_worker_thread_that_finished_before_the_callback_leaves_the_worker_clean(runner) -> None:
+    for _ in range(3):
+        out = runner.invoke("finished-worker")
+        assert (out.text, out.done["clean"]) == ("42", True), out.done
+    assert_nothing_ran(runner)
+
+
+def test_handler_finalization_callbacks_never_run_after_the_callback(runner) -> None:
+    """Targets registered by an invocation are collected in a later one: their cleanup callbacks
+    (a module-level registry's and the invocation's own) do not run, and the worker stays clean."""
+    out = runner.invoke("finalizer")
+    assert out.done["clean"] is True, out.done
+    assert runner.invoke("finalizer", {"collect": True}).done["clean"] is True
+    settle(0.1)
+    assert_nothing_ran(runner)
+
+
+def test_finalization_callbacks_of_the_invocation_in_flight_still_run(node_runner, files) -> None:
+    runner = node_runner(files)
+    out = runner.invoke("finalizer", {"during": True})
+    assert int(out.text) > 0, "a target collected while its invocation runs is finalised as usual"

@@ -217,7 +217,7 @@ def test_bad_lines_after_init_are_error_logs(node_runner) -> None:
     assert "second `init`" in frame["message"]
     runner.send({"type": "invoke", "function": "x"})
     frame, _ = runner.until({"log"})
-    assert "without a string `id`" in frame["message"]
+    assert "`id` is not a non-empty string" in frame["message"]
     assert runner.invoke("x").text == "still up"
 
 

@@ -7,10 +7,13 @@
  *   process.stdout.write                  -> info     process.stderr.write  -> error
  *   raw writes to fd 1 (fs.writeSync(1), children with inherited stdio) -> info, via the FIFO
  *   that lib/stdio.js put behind fd 1
+ *   raw writes to fd 2 (fs.writeSync(2), children's inherited stderr)    -> error, via the FIFO
+ *   behind fd 2
  *
  * process.stdin is an empty stream: the engine's frames are not the handler's to read.
  */
 
+const crypto = require('crypto');
 const { EventEmitter } = require('events');
 const fs = require('fs');
 const net = require('net');
@@ -86,8 +89,65 @@ function readWaiting(fd, buf) {
   }
 }
 
-/** Route every output channel of handler code into the sink. Returns `{drain}` for raw fd 1. */
-function installCapture(sink, rawStdoutFd) {
+/**
+ * A reader of one FIFO behind fd 1 or 2: lines as they arrive (the event loop), and `drain()`, which
+ * reads synchronously what was written up to now. It writes a random marker through its private
+ * write end and reads until the marker comes back: cheaper than a read that fails with EAGAIN (an
+ * exception per call), and it proves every earlier byte was read.
+ */
+function fifoReader({ readFd, markerFd }, buffer, scratch) {
+  const marker = Buffer.from(`\u0000\u001bdrain-${crypto.randomBytes(8).toString('hex')}\u0000`, 'latin1');
+  const feed = (data) => {
+    let at = data.indexOf(marker);
+    while (at !== -1) { // a marker the event loop got to first (never in practice): not output
+      data = Buffer.concat([data.subarray(0, at), data.subarray(at + marker.length)]);
+      at = data.indexOf(marker);
+    }
+    if (data.length) buffer.write(data);
+  };
+  const reader = new net.Socket({ fd: readFd, readable: true, writable: false });
+  reader.on('data', feed);
+  reader.on('error', () => {});
+  reader.unref();
+
+  const untilEmpty = () => {
+    for (;;) {
+      const n = readWaiting(readFd, scratch);
+      if (n <= 0) return;
+      buffer.write(Buffer.from(scratch.subarray(0, n)));
+    }
+  };
+  return () => {
+    try {
+      fs.writeSync(markerFd, marker); // smaller than PIPE_BUF: all or nothing
+    } catch {
+      untilEmpty(); // the FIFO is full (EAGAIN): read until it is empty instead
+      return;
+    }
+    let pending = null;
+    for (;;) {
+      const n = readWaiting(readFd, scratch);
+      if (n <= 0) { // the marker was taken by someone else: what was read is still output
+        if (pending) feed(pending);
+        return;
+      }
+      if (pending === null && n === marker.length && scratch.compare(marker, 0, marker.length, 0, n) === 0) return;
+      const data = pending === null ? Buffer.from(scratch.subarray(0, n)) : Buffer.concat([pending, scratch.subarray(0, n)]);
+      const at = data.indexOf(marker);
+      if (at !== -1) {
+        feed(Buffer.concat([data.subarray(0, at), data.subarray(at + marker.length)]));
+        return;
+      }
+      // Output without the marker yet: keep a tail that could be the start of a marker cut in two.
+      const keep = Math.min(data.length, marker.length - 1);
+      if (data.length > keep) buffer.write(data.subarray(0, data.length - keep));
+      pending = Buffer.from(data.subarray(data.length - keep));
+    }
+  };
+}
+
+/** Route every output channel of handler code into the sink. Returns `{drain}` for raw fds 1 and 2. */
+function installCapture(sink, rawStdoutFd, rawStderrFd = null) {
   const info = sink.lineBuffer('info');
   const error = sink.lineBuffer('error');
   const warn = sink.lineBuffer('warn');
@@ -104,25 +164,19 @@ function installCapture(sink, rawStdoutFd) {
   defineStdio('stderr', stdioWritable(sink.lineBuffer('error'), 2));
   defineStdio('stdin', emptyStdin());
 
-  if (rawStdoutFd === null) return { drain() {} };
-  const raw = sink.lineBuffer('info');
-  const reader = new net.Socket({ fd: rawStdoutFd, readable: true, writable: false });
-  reader.on('data', (chunk) => raw.write(chunk));
-  reader.on('error', () => {});
-  reader.unref();
   const scratch = Buffer.allocUnsafe(64 * 1024);
+  const drains = [];
+  if (rawStdoutFd !== null) drains.push(fifoReader(rawStdoutFd, sink.lineBuffer('info'), scratch));
+  if (rawStderrFd !== null) drains.push(fifoReader(rawStderrFd, sink.lineBuffer('error'), scratch));
+  if (drains.length === 0) return { drain() {} };
   return {
-    /** Read whatever is waiting behind fd 1 now, so it is logged before the next frame. */
+    /** Read whatever is waiting behind fds 1 and 2 now, so it is logged before the next frame. */
     drain() {
       // Usually nothing is waiting and the read fails with EAGAIN: no stack for that error.
       const stackTraceLimit = Error.stackTraceLimit;
       Error.stackTraceLimit = 0;
       try {
-        for (;;) {
-          const n = readWaiting(rawStdoutFd, scratch);
-          if (n <= 0) return;
-          raw.write(Buffer.from(scratch.subarray(0, n)));
-        }
+        for (const drain of drains) drain();
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }

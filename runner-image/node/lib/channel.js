@@ -1,12 +1,10 @@
 'use strict';
 /** The runner -> engine stream: whole frames, written synchronously on the protocol descriptor. */
 
-const fs = require('fs');
-
 const { realExit } = require('./process_guard');
 const { DEFAULT_LIMITS } = require('./limits');
 const { encodeFrame } = require('./framing');
-const { writeAll } = require('./stdio');
+const { writeAll, writeCrash } = require('./stdio');
 
 class Channel {
   constructor(fd) {
@@ -25,11 +23,8 @@ class Channel {
       writeAll(this.fd, frame);
     } catch (err) {
       if (err.code === 'EPIPE' || err.code === 'EBADF') {
-        try {
-          fs.writeSync(2, `runner: protocol stream closed (${err.code}); exiting\n`);
-        } finally {
-          realExit(0);
-        }
+        writeCrash(`runner: protocol stream closed (${err.code}); exiting\n`);
+        realExit(0);
       }
       throw err;
     }

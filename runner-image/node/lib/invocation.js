@@ -277,7 +277,7 @@ class Invocation {
     if (verdict.reason && verdict.reason.length > MAX_REASON_CHARS) {
       verdict.reason = `${verdict.reason.slice(0, MAX_REASON_CHARS)}...`;
     }
-    const dropped = service.sink.end();
+    const dropped = service.sink.end(!verdict.clean);
     const done = encodeFrame({
       type: 'done', id: this.id, clean: verdict.clean, reason: verdict.reason, log_bytes_dropped: dropped,
     }, service.channel.maxFrameBytes);

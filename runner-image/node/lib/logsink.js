@@ -13,6 +13,10 @@ const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
  * invocations). Once a message does not fit the invocation's budget, everything after it in that
  * invocation is dropped and counted, so the log never has holes in the middle; the count travels
  * in `done.log_bytes_dropped`.
+ *
+ * After a `done` with `clean: false` the sink is muted for good: the engine replaces the worker,
+ * and whatever the invocation left running must not log under a later invocation's id (or `null`)
+ * in the meantime. The Python runner does the same.
  */
 class LogSink {
   constructor(channel) {
@@ -23,6 +27,7 @@ class LogSink {
     this.used = 0;
     this.dropped = 0;
     this.full = false;
+    this.muted = false;
     this.streams = []; // LineBuffers flushed at invocation boundaries
   }
 
@@ -39,12 +44,16 @@ class LogSink {
     this.reset();
   }
 
-  /** Flush partial lines, detach from the invocation, and return how many bytes were dropped. */
-  end() {
+  /**
+   * Flush partial lines, detach from the invocation, and return how many bytes were dropped.
+   * `mute` (the verdict was dirty): nothing is sent any more, by this invocation or any later one.
+   */
+  end(mute = false) {
     this.flushStreams();
     const dropped = this.dropped;
     this.id = null;
     this.reset();
+    if (mute) this.muted = true;
     return dropped;
   }
 
@@ -81,6 +90,7 @@ class LogSink {
   }
 
   send(level, chunk) {
+    if (this.muted) return;
     const size = chunk.length;
     if (this.full || this.used + size > this.maxBytes) {
       this.full = true;

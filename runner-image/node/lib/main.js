@@ -12,6 +12,7 @@ const net = require('net');
 
 const { BadFrame, decodeLine } = require('./framing');
 const { realExit } = require('./process_guard');
+const { writeCrash } = require('./stdio');
 
 const PROTOCOL_VERSION = 1;
 
@@ -72,7 +73,7 @@ class Runner {
   /** A runner bug: report it and keep serving. */
   crashed(err) {
     try {
-      fs.writeSync(2, `runner error: ${err && err.stack ? err.stack : err}\n`);
+      writeCrash(`runner error: ${err && err.stack ? err.stack : err}\n`);
       if (this.service === null) this.p.channel.send({ type: 'init_error', message: `runner error: ${err && err.message}` });
       else this.p.sink.emit('error', `runner error: ${err && err.message}`);
     } catch {
@@ -126,7 +127,7 @@ function serve(plumbing, fd) {
   };
   stream.on('end', finish);
   stream.on('error', (err) => {
-    fs.writeSync(2, `runner: cannot read the protocol input: ${err.message}\n`);
+    writeCrash(`runner: cannot read the protocol input: ${err.message}\n`);
     realExit(1);
   });
 }

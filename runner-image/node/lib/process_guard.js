@@ -20,6 +20,16 @@ function realExit(code = 0) {
   realReallyExit(code);
 }
 
+/** SIGKILL a process the runner found left behind; false when it is already gone. */
+function killProcess(pid) {
+  try {
+    realKill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function install() {
   process.exit = function exit(code) {
     throw new ProcessExitError(`process.exit(${code === undefined ? '' : code})`);
@@ -72,4 +82,4 @@ function removeAllProcessListeners(event) {
   EventEmitter.prototype.removeAllListeners.call(process, event);
 }
 
-module.exports = { install, realExit, keepListener, removeAllProcessListeners, ProcessExitError };
+module.exports = { install, realExit, killProcess, keepListener, removeAllProcessListeners, ProcessExitError };

@@ -18,6 +18,7 @@ const { setTwiMLModule } = require('./reply');
 const { Preloader } = require('./preload');
 const lazyTwilio = require('./twilio_lazy');
 const { Tracker } = require('./tracker');
+const { ProcessWatch } = require('./processes');
 const { keepListener, realExit } = require('./process_guard');
 
 const RUNNER_NODE_MODULES = path.resolve(__dirname, '..', 'node_modules');
@@ -88,7 +89,9 @@ class Service {
     // One helper for every invocation's context (it depends on nothing of the invocation).
     this.getTwilioClient = (options) => twilioClient(twilio, this.env, 'context.getTwilioClient()', options);
 
-    this.tracker = new Tracker({ onLateTaint: (work, reason) => this.onLateTaint(work, reason) });
+    // Which processes are the runner's is decided now, before any user code could start one.
+    this.processes = new ProcessWatch();
+    this.tracker = new Tracker({ onLateTaint: (work, reason) => this.onLateTaint(work, reason), processes: this.processes });
     this.tracker.install();
     // Listeners, not setUncaughtExceptionCaptureCallback: that one makes require('domain') throw.
     keepListener('uncaughtException', (err) => this.onUncaught(err, 'uncaught exception'));
@@ -110,6 +113,8 @@ class Service {
       this.functions.set(fn.name, loaded);
       if (loaded.error) this.loadErrors[fn.name] = loaded.error.message;
     }
+    // Processes the modules started while loading belong to no invocation.
+    if (this.tracker.spawnedOutside) this.processes.takeBaseline();
   }
 
   readyMessage() {
@@ -122,7 +127,7 @@ class Service {
   /** Run an `invoke`; one at a time (the engine waits for `done`, a second one is queued). */
   invoke(message) {
     if (typeof message.id !== 'string' || !message.id) {
-      this.sink.emit('error', 'runner: ignoring an `invoke` without a string `id`');
+      this.sink.emit('error', `runner: ignoring an \`invoke\` whose \`id\` is not a non-empty string: ${JSON.stringify(message.id)}`);
       return;
     }
     this.lastActivity = performance.now();

@@ -7,14 +7,21 @@
  *
  * - stdout: `/proc/self/fd/1` is reopened as a new descriptor for the protocol (same pipe), and
  *   fd 1 itself becomes the write end of a private FIFO that the runner reads back and turns into
- *   `log` messages (raw `fs.writeSync(1, ...)`, child processes with inherited stdio).
+ *   `info` log messages (raw `fs.writeSync(1, ...)`, child processes with inherited stdio).
+ * - stderr: `/proc/self/fd/2` is reopened as the runner's crash descriptor (its own error output,
+ *   which the engine keeps as the worker's stderr), and fd 2 becomes the write end of a second
+ *   FIFO whose lines are logged at `error` (`fs.writeSync(2, ...)`, a child's inherited stderr), as
+ *   the Python runner does with its pipes.
  * - stdin: `/proc/self/fd/0` is reopened for the protocol and fd 0 becomes /dev/null.
- * - stderr (fd 2) stays the real one: it carries runner crash output, which must survive a crash.
  *
  * Node has no dup(2), so these are the only ways to get a second descriptor on the same pipe.
  * Where they are not possible (no /proc, stdout is a socket, no `mkfifo`), the runner keeps using
- * fds 0 and 1 directly and says so at bootstrap; handler output through console / process.stdout /
- * process.stderr is captured either way.
+ * fds 0, 1 and 2 directly and says so at bootstrap; handler output through console /
+ * process.stdout / process.stderr is captured either way.
+ *
+ * The FIFOs are read by the runner's own event loop: a single synchronous write of more than the
+ * pipe's capacity (64 KiB) to fd 1 or 2 from handler code blocks that handler until the engine's
+ * deadline (its own request times out; nothing else is affected).
  */
 
 const childProcess = require('child_process');
@@ -37,24 +44,35 @@ function reopen(fd, flags) {
   }
 }
 
-/** Make fd 1 the write end of a private FIFO; returns the read end (non-blocking) or null. */
-function divertStdout() {
+/**
+ * Make each of `fds` (1, 2) the write end of a private FIFO: returns `[{readFd, markerFd}]` in the
+ * same order (the read end and a private write end, both non-blocking), or null when that is not
+ * possible. One `mkfifo` process for both: a process start is most of this function's cost.
+ */
+function divert(fds) {
   let dir = null;
+  const opened = [];
   try {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-out-'));
-    const fifo = path.join(dir, 'stdout');
-    childProcess.execFileSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore', timeout: 5000 });
-    const readFd = fs.openSync(fifo, O_RDONLY | O_NONBLOCK);
-    fs.closeSync(1);
-    // The lowest free descriptor is 1: nothing else runs yet that could take it first.
-    const writeFd = fs.openSync(fifo, O_WRONLY);
-    if (writeFd !== 1) {
-      fs.closeSync(writeFd);
-      fs.closeSync(readFd);
-      return null;
+    const fifos = fds.map((fd) => path.join(dir, `fd${fd}`));
+    childProcess.execFileSync('mkfifo', ['-m', '600', ...fifos], { stdio: 'ignore', timeout: 5000 });
+    const ends = fifos.map((fifo) => {
+      const readFd = fs.openSync(fifo, O_RDONLY | O_NONBLOCK);
+      opened.push(readFd);
+      const markerFd = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+      opened.push(markerFd);
+      return { readFd, markerFd };
+    });
+    // Nothing may fail half-way: a write end for each FIFO first, then move them onto fds 1/2.
+    for (const [i, fd] of fds.entries()) {
+      fs.closeSync(fd);
+      // The lowest free descriptor is `fd`: nothing else runs yet that could take it first.
+      const writeFd = fs.openSync(fifos[i], O_WRONLY);
+      if (writeFd !== fd) throw new Error(`the FIFO for fd ${fd} opened as fd ${writeFd}`);
     }
-    return readFd;
+    return ends;
   } catch {
+    for (const fd of opened) fs.closeSync(fd);
     return null;
   } finally {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
@@ -74,22 +92,36 @@ function detachStdin() {
 }
 
 /**
- * Set the protocol descriptors up. Returns `{inFd, outFd, rawStdoutFd, notes}`: rawStdoutFd is the
- * read end of the FIFO behind fd 1 (null when fd 1 was left alone); notes explain any fallback.
+ * Set the protocol descriptors up. Returns `{inFd, outFd, crashFd, rawStdoutFd, rawStderrFd,
+ * notes}`: the raw*Fd are `{readFd, markerFd}` of the FIFOs behind fds 1 and 2 (null when that fd
+ * was left alone), crashFd is where the runner writes its own errors; notes explain any fallback.
  */
 function setupProtocolFds() {
   const notes = [];
   let outFd = reopen(1, O_WRONLY | O_APPEND);
+  let crashFd = reopen(2, O_WRONLY | O_APPEND);
   let rawStdoutFd = null;
+  let rawStderrFd = null;
   if (outFd === null) {
     outFd = 1;
     notes.push('stdout could not be reopened: raw writes to fd 1 would reach the protocol stream');
+  }
+  if (crashFd === null) {
+    crashFd = 2;
+    notes.push('stderr could not be reopened: raw writes to fd 2 are not logged');
+  }
+  const targets = [outFd === 1 ? null : 1, crashFd === 2 ? null : 2].filter((fd) => fd !== null);
+  const ends = targets.length ? divert(targets) : [];
+  if (ends === null) {
+    if (outFd !== 1) fs.closeSync(outFd);
+    if (crashFd !== 2) fs.closeSync(crashFd);
+    outFd = 1;
+    crashFd = 2;
+    notes.push('fds 1 and 2 could not be diverted (no mkfifo or no writable tmpdir): raw writes to fd 1 would reach the protocol stream');
   } else {
-    rawStdoutFd = divertStdout();
-    if (rawStdoutFd === null) {
-      fs.closeSync(outFd);
-      outFd = 1;
-      notes.push('fd 1 could not be diverted (no mkfifo or no writable tmpdir): raw writes to fd 1 would reach the protocol stream');
+    for (const [i, fd] of targets.entries()) {
+      if (fd === 1) rawStdoutFd = ends[i];
+      else rawStderrFd = ends[i];
     }
   }
   let inFd = reopen(0, O_RDONLY);
@@ -99,7 +131,19 @@ function setupProtocolFds() {
   } else if (!detachStdin()) {
     notes.push('fd 0 could not be pointed at /dev/null');
   }
-  return { inFd, outFd, rawStdoutFd, notes };
+  crashDescriptor = crashFd;
+  return { inFd, outFd, crashFd, rawStdoutFd, rawStderrFd, notes };
+}
+
+let crashDescriptor = 2;
+
+/** Write the runner's own error output (never a handler's) where the engine keeps it; never throws. */
+function writeCrash(text) {
+  try {
+    fs.writeSync(crashDescriptor, text);
+  } catch {
+    // nowhere left to write to
+  }
 }
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
@@ -117,4 +161,4 @@ function writeAll(fd, buf) {
   }
 }
 
-module.exports = { setupProtocolFds, writeAll };
+module.exports = { setupProtocolFds, writeAll, writeCrash };

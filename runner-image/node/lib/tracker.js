@@ -19,6 +19,8 @@
  *                             to drop the socket first), gets a no-op 'error' listener, then is
  *                             destroyed / closed / SIGKILLed / terminated; node's handling of
  *                             a later exit (child process, worker) runs as runner code
+ *   FinalizationRegistry      a cleanup callback for a target registered by an invocation that is
+ *                             over does not run (the global constructor is the runner's subclass)
  *   promise reactions         `then` / `catch` / `finally` callbacks registered by the invocation
  *                             are guarded: once the callback was called they do not run and their
  *                             promise never settles, so the rest of the chain never runs either
@@ -27,6 +29,10 @@
  *
  * THE RULE FOR `done.clean`. Clean only if every resource the invocation created was finished
  * or stopped by us, which after the final sweep means all of:
+ *   0. no worker_threads Worker it started was still running at the callback (the thread may
+ *      have changed anything in the process: it is terminated, and the worker replaced), and no
+ *      process it started is still running other than the direct children the sweep killed (an
+ *      orphaned grandchild, found through /proc by lib/processes.js; it is killed);
  *   1. no un-cancellable operation is in flight (fs.promises requests: their completion resolves
  *      a promise directly, which nothing can intercept);
  *   2. no promise the invocation created is still pending and still reachable after a full GC (a
@@ -44,7 +50,8 @@
  * A taint seen after `done` (the invocation's code resumed later after all) is reported through
  * `onLateTaint`: the runner marks the invocation in flight dirty, or exits when idle.
  *
- * KNOWN LIMITS. A fetch() still in flight at the callback stays queued in undici's process-wide
+ * KNOWN LIMITS. What native code does (an addon's threads or fork()), and a FinalizationRegistry
+ * or Worker class taken from another realm (vm, a worker), is not seen. A fetch() still in flight at the callback stays queued in undici's process-wide
  * pool, so its promises stay reachable: `clean: false`. Listeners a handler adds to long-lived
  * emitters other than `process` (its own module-level ones) are not removed. Process-wide
  * singletons that the first invocation happens to create (a module-level connection pool made
@@ -52,6 +59,7 @@
  */
 
 const { AsyncLocalStorage, createHook, executionAsyncResource } = require('async_hooks');
+const { killProcess } = require('./process_guard');
 const v8 = require('v8');
 const vm = require('vm');
 
@@ -111,6 +119,8 @@ class Work {
     this.taints = [];
     this.resources = 0; // async resources (not promises) it ever created, of any type
     this.pendingPromises = 0; // its promises not yet settled
+    this.spawned = false; // it started a process or a worker thread: /proc is checked at the verdict
+    this.killed = null; // Set of pids of direct children the sweep SIGKILLed, made on first use
   }
 
   markStopped(resource) {
@@ -124,9 +134,14 @@ class Work {
 }
 
 class Tracker {
-  /** onLateTaint(work, reason) is called when a finished invocation's code runs after `done`. */
-  constructor({ onLateTaint }) {
+  /**
+   * onLateTaint(work, reason) is called when a finished invocation's code runs after `done`;
+   * processes (lib/processes.js) finds the processes an invocation left, or is null.
+   */
+  constructor({ onLateTaint, processes = null }) {
     this.onLateTaint = onLateTaint;
+    this.processes = processes;
+    this.spawnedOutside = false; // a process or worker was started by code of no invocation (module load)
     this.pending = new Map(); // promise asyncId -> [work, WeakRef(promise)], pending promises
     this.guarded = new WeakSet(); // promises whose reactions our `then` guard wraps
     this.hook = null;
@@ -169,6 +184,58 @@ class Tracker {
       },
     });
     this.hook.enable();
+    this.watchSyncSpawns();
+    this.linkWorkers();
+    installFinalizationRegistry();
+  }
+
+  /** spawnSync / execSync / execFileSync start a process without an async resource: mark them too. */
+  watchSyncSpawns() {
+    let binding;
+    try {
+      binding = process.binding('spawn_sync');
+    } catch {
+      return;
+    }
+    const original = binding && binding.spawn;
+    if (typeof original !== 'function') return;
+    const tracker = this;
+    binding.spawn = function spawn(...args) {
+      tracker.noteSpawn();
+      return Reflect.apply(original, this, args);
+    };
+  }
+
+  noteSpawn() {
+    const work = als.getStore();
+    if (work instanceof Work) work.spawned = true;
+    else this.spawnedOutside = true;
+  }
+
+  /**
+   * `require('worker_threads').Worker` becomes a subclass that links its native handle (what the
+   * async hook sees) to the Worker, so the sweep can silence its listeners and terminate it.
+   */
+  linkWorkers() {
+    // eslint-disable-next-line global-require
+    const workerThreads = require('worker_threads');
+    const Original = workerThreads.Worker;
+    class Worker extends Original {
+      constructor(...args) {
+        super(...args);
+        const key = Object.getOwnPropertySymbols(this).find((s) => s.description === 'kHandle');
+        const handle = key === undefined ? undefined : this[key];
+        if (handle === null || typeof handle !== 'object') return;
+        workerOwners.set(handle, this);
+        const { onexit } = handle;
+        if (typeof onexit !== 'function') return;
+        handle.onexit = function markExited(...exitArgs) {
+          exitedWorkers.add(handle); // its 'exit' listeners run now: the thread itself is over
+          return Reflect.apply(onexit, this, exitArgs);
+        };
+      }
+    }
+    workerThreads.Worker = Worker;
   }
 
   /** Run fn as the invocation's code: everything it creates belongs to `work`. */
@@ -204,13 +271,17 @@ class Tracker {
 
   onInit(asyncId, type, resource) {
     const work = als.getStore();
-    if (!(work instanceof Work) || work.closed) return;
+    if (!(work instanceof Work) || work.closed) {
+      if (type === 'PROCESSWRAP' || type === 'WORKER') this.spawnedOutside = true;
+      return;
+    }
     if (type === 'PROMISE') {
       this.pending.set(asyncId, [work, new WeakRef(resource)]);
       work.pendingPromises += 1;
       return;
     }
     work.resources += 1;
+    if (type === 'PROCESSWRAP' || type === 'WORKER') work.spawned = true;
     const kind = kindOf(type);
     if (kind === 0) return;
     work.live.set(asyncId, { type, kind, resource });
@@ -242,9 +313,20 @@ class Tracker {
     if (work.closed) this.onLateTaint(work, reason);
   }
 
-  /** The callback was called: from now on nothing of the invocation runs. Sweeps right away. */
+  /**
+   * The callback was called: from now on nothing of the invocation runs. A worker thread still
+   * running now makes it dirty (it ran next to the runner all along). Sweeps right away.
+   */
   end(work) {
     work.over = true;
+    if (work.spawned) {
+      for (const entry of work.live.values()) {
+        if (entry.type === 'WORKER' && workerRunning(entry.resource)) {
+          this.taint(work, 'a worker_threads Worker it started was still running at the callback (terminated)');
+          break;
+        }
+      }
+    }
     this.sweep(work);
   }
 
@@ -290,6 +372,14 @@ class Tracker {
       }
       if (alive) {
         reasons.push(`${alive} promise(s) created by the invocation are still pending and reachable: settling them later would run its code`);
+      }
+    }
+    if (work.spawned && this.processes !== null) {
+      const left = this.processes.leftovers(work.killed || new Set());
+      if (left.length) {
+        for (const { pid } of left) killProcess(pid);
+        const names = left.slice(0, 10).map(({ pid, comm }) => `${pid} (${comm})`).join(', ');
+        reasons.push(`processes it started were still running after its callback (killed): ${names}${left.length > 10 ? ', ...' : ''}`);
       }
     }
     return { clean: reasons.length === 0, reason: reasons.length ? reasons.join('; ') : null };
@@ -350,7 +440,7 @@ function stop(work, { kind, resource }) {
       if (typeof resource.ondone === 'function') resource.ondone = noop;
       break;
     case HANDLE:
-      closeHandle(resource);
+      closeHandle(work, resource);
       break;
     default:
       return;
@@ -359,11 +449,15 @@ function stop(work, { kind, resource }) {
 }
 
 let ownerSymbol = null;
+const workerOwners = new WeakMap(); // native Worker handle -> the worker_threads.Worker it belongs to
+const exitedWorkers = new WeakSet(); // native Worker handles whose thread has ended
 
 /** The JS object a native handle belongs to (net.Socket, ChildProcess, FSWatcher...), if any. */
 function ownerOf(resource) {
   if (ownerSymbol === null) {
+    // Found on the first handle that has it (a Worker handle has none).
     ownerSymbol = Object.getOwnPropertySymbols(resource).find((s) => s.description === 'owner_symbol') || null;
+    if (ownerSymbol === null) return undefined;
   }
   const owner = ownerSymbol !== null ? resource[ownerSymbol] : undefined;
   return owner !== null && typeof owner === 'object' && owner !== process ? owner : undefined;
@@ -383,10 +477,18 @@ function exitAsRunnerCode(resource) {
   };
 }
 
-function closeHandle(resource) {
-  const owner = ownerOf(resource);
+function closeHandle(work, resource) {
+  const owner = workerOwners.get(resource) || ownerOf(resource);
   const isProcess = resource.constructor && resource.constructor.name === 'Process';
   exitAsRunnerCode(resource);
+  if (isProcess && typeof resource.pid === 'number' && resource.pid > 0) {
+    if (work.killed === null) work.killed = new Set();
+    work.killed.add(resource.pid);
+  }
+  if (owner === undefined && typeof resource.stopThread === 'function') {
+    resource.stopThread(); // a Worker made from a class the runner did not link: no listeners to silence
+    return;
+  }
   if (owner !== undefined) {
     silence(owner);
     if (isProcess) {
@@ -439,6 +541,65 @@ function silence(emitter) {
   if (free) free(emitter.parser, emitter._httpMessage || null, emitter);
   emitter.removeAllListeners();
   if (typeof emitter.on === 'function') emitter.on('error', noop);
+}
+
+/**
+ * A Worker handle whose thread has not finished: known from its exit (linked workers), else from
+ * its loop start time, a number until the handle closes.
+ */
+function workerRunning(handle) {
+  if (exitedWorkers.has(handle)) return false;
+  try {
+    return typeof handle.loopStartTime() === 'number';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Replace the global FinalizationRegistry with a subclass whose cleanup callbacks run as the code
+ * of the invocation that registered the target, and not at all once that invocation is over (a
+ * registration made outside any invocation, at module load, is left alone). V8 runs cleanup
+ * callbacks whenever it collected a target, with no async context: without this, a handler could
+ * schedule its code to run in a later invocation just by dropping an object.
+ */
+function installFinalizationRegistry() {
+  const Original = globalThis.FinalizationRegistry;
+  if (typeof Original !== 'function' || Original.name !== 'FinalizationRegistry' || Original.runnerGuarded) return;
+
+  class Held {
+    constructor(work, value) {
+      this.work = work;
+      this.value = value;
+    }
+  }
+
+  class FinalizationRegistry extends Original {
+    constructor(cleanup) {
+      if (typeof cleanup !== 'function') {
+        super(cleanup); // the TypeError of the original
+        return;
+      }
+      super((held) => {
+        if (!(held instanceof Held)) {
+          cleanup(held);
+          return;
+        }
+        if (held.work.over) return; // the invocation that registered it is over: nothing of it runs
+        als.run(held.work, () => cleanup(held.value));
+      });
+    }
+
+    register(target, held, unregisterToken) {
+      const work = als.getStore();
+      if (!(work instanceof Work) || target === held) return super.register(target, held, unregisterToken);
+      return super.register(target, new Held(work, held), unregisterToken);
+    }
+  }
+  Object.defineProperty(FinalizationRegistry, 'runnerGuarded', { value: true });
+  Object.defineProperty(globalThis, 'FinalizationRegistry', {
+    value: FinalizationRegistry, writable: true, enumerable: false, configurable: true,
+  });
 }
 
 function describe(resource) {

@@ -170,5 +170,8 @@ def _shut_down(loop: InvocationLoop) -> list[str]:
     except BaseException as exc:  # clean-up must always end with a closed loop
         reasons.append(f"event loop clean-up failed: {type(exc).__name__}: {exc}")
     finally:
+        executor = getattr(loop, "_default_executor", None)  # run_in_executor/to_thread workers
+        if executor is not None:  # work queued but not started never starts; idle workers end
+            executor.shutdown(wait=False, cancel_futures=True)
         loop.close()  # drops pending callbacks; shuts the default executor down without waiting
     return reasons

@@ -1,25 +1,80 @@
-"""Proving that an invocation left nothing running: threads, native threads, child processes.
+"""Proving that an invocation left nothing running: threads, native threads, descendant processes.
 
-A snapshot is taken before the handler runs; after the answer, whatever is new and still alive
-makes `done.clean` false (the engine then replaces the worker). Timers started by the handler are
-cancelled and every new thread gets a short grace period to finish first.
+A snapshot is taken before the handler runs, and another of the Python threads the moment the
+callback answers. A thread of the invocation that is running handler code at the answer makes
+`done.clean` false at once, with no grace: whatever it does next would run after the callback.
+Threads that cannot run handler code any more (a `threading.Timer` cancelled before it fired, an
+idle worker of the event loop's executor that was shut down) get a short grace to end, and so does
+the thread that answered: what it runs after `callback` is the handler's own continuation, as the
+code after `callback` in a synchronous handler is. Anything else still alive is unclean.
+
+Processes: see descendants.py (the runner is a child subreaper, so "no child at all" means "no
+descendant at all"; where it cannot be one, as under gVisor, a /proc scan runs after invocations
+that started a process).
 
 The common case (nothing was started) costs two system calls: one `stat` whose link count is the
 number of OS threads, and one non-blocking `waitpid` that fails with ECHILD when there is no child
-at all. Under gVisor every system call is tens of microseconds, so the /proc scans that name the
-culprits run only when one of those says something is there.
+(and so no descendant) at all. Under gVisor every system call is tens of microseconds, so the /proc
+scans that name the culprits run only when one of those says something is there.
 """
 
 from __future__ import annotations
 
+import _thread
+import itertools
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
-#: How long threads started by the invocation get to finish after the answer.
+from . import descendants
+from .descendants import child_pids, describe_pid, has_children
+
+#: How long threads that can no longer run handler code get to end after the answer.
 THREAD_GRACE_S = 0.25
+
+_THREADING_FILE = threading.__file__
+_EXECUTOR_FILE_SUFFIX = os.path.join("concurrent", "futures", "thread.py")
+
+
+#: Threads started with `_thread.start_new_thread` that have not returned yet, by token. Such a
+#: thread has no Python frame until it first gets the GIL, so `sys._current_frames()` can miss it.
+_raw_threads: dict[int, str] = {}
+_raw_tokens = itertools.count()
+
+
+def track_raw_threads() -> None:
+    """Wrap `_thread.start_new_thread` (threading.Thread keeps its own reference and is unaffected)."""
+    original = _thread.start_new_thread
+    if getattr(original, "_runner_wrapped", False):
+        return
+
+    def start_new_thread(function, args, kwargs=None):  # type: ignore[no-untyped-def]
+        token = next(_raw_tokens)
+
+        def run(*a, **kw):  # type: ignore[no-untyped-def]
+            try:
+                return function(*a, **kw)
+            finally:
+                _raw_threads.pop(token, None)
+
+        _raw_threads[token] = getattr(function, "__qualname__", "a _thread thread")
+        try:
+            return original(run, args, {} if kwargs is None else kwargs)
+        except BaseException:
+            _raw_threads.pop(token, None)
+            raise
+
+    start_new_thread._runner_wrapped = True  # type: ignore[attr-defined]
+    _thread.start_new_thread = start_new_thread
+    _thread.start_new = start_new_thread  # type: ignore[attr-defined]
+
+
+def _raw_running(before: Snapshot) -> list[str]:
+    return [f"_thread ({name})" for token, name in list(_raw_threads.items()) if token not in before.raw]
 
 
 @dataclass(frozen=True)
@@ -29,56 +84,170 @@ class Snapshot:
     threads: frozenset[int]
     native_threads: int | None
     children: frozenset[int]
+    raw: frozenset[int] = frozenset()  # tokens of _thread threads alive before
+    count: int | None = None  # `_thread._count()`: Python threads alive (started ones; no system call)
+
+
+@dataclass(frozen=True)
+class AtAnswer:
+    """The invocation's threads the moment it was answered."""
+
+    answering: int  # the thread that called callback (or failed the invocation)
+    running: tuple[str, ...]  # names of the invocation's other threads that were running handler code
 
 
 def take_snapshot(previous: Snapshot | None = None) -> Snapshot:
     """Record the baseline just before an invocation starts.
 
     After a clean invocation the OS-level part of its snapshot still holds (nothing new survived
-    it), so `previous` saves the system calls; Python threads are listed afresh (no system call).
+    it), so `previous` saves the system calls; Python threads are listed afresh (no system call)
+    unless their count shows they are the same.
     """
-    threads = frozenset(t.ident for t in threading.enumerate() if t.ident is not None)
+    count = _thread_count()
+    if previous is not None and count is not None and count == previous.count and not _raw_threads:
+        return previous  # the same threads as after the last clean invocation
+    threads = frozenset(sys._current_frames())  # noqa: SLF001  (every Python thread, _thread ones too)
+    raw = frozenset(_raw_threads)
     if previous is not None:
-        return Snapshot(threads, previous.native_threads, previous.children)
-    return Snapshot(threads, _native_thread_count(), frozenset(_child_pids()))
+        return Snapshot(threads, previous.native_threads, previous.children, raw, count)
+    return Snapshot(threads, _native_thread_count(), frozenset(child_pids()), raw, count)
 
 
-def leftovers(before: Snapshot, runner_threads: set[int], before_waiting: Callable[[], None] = lambda: None) -> list[str]:
+def _no_new_threads(before: Snapshot) -> bool:
+    """The cheap common case: no more Python threads than before and no new `_thread` thread.
+
+    A thread counts from the moment it starts until it ends (`Thread.start()` waits for the
+    former; `join()` returns after the latter); a `_thread` thread not started yet is tracked."""
+    count = _thread_count()
+    return count is not None and before.count is not None and count <= before.count and len(_raw_threads) <= len(before.raw)
+
+
+def _thread_count() -> int | None:
+    """Python threads alive; None where this interpreter lacks `_thread._count` (the full check runs)."""
+    count = getattr(_thread, "_count", None)
+    return count() if count is not None else None
+
+
+def at_answer(before: Snapshot, runner_threads: set[int]) -> AtAnswer:
+    """Called by the answering thread as it claims the invocation: cancel timers, note running threads.
+
+    No system call: `sys._current_frames()` lists every Python thread with the code it is running.
+    """
+    me = threading.get_ident()
+    if _no_new_threads(before):
+        return AtAnswer(me, ())
+    frames = sys._current_frames()  # noqa: SLF001
+    new = [ident for ident in frames if ident not in before.threads and ident not in runner_threads and ident != me]
+    raw = _raw_running(before) if len(_raw_threads) > len(before.raw) else []
+    if not new:
+        return AtAnswer(me, tuple(raw))
+    threads = {t.ident: t for t in threading.enumerate()}
+    for ident in new:
+        thread = threads.get(ident)
+        if isinstance(thread, threading.Timer):
+            thread.cancel()  # not fired yet: now it never will (as clearTimeout)
+    running = [_name(ident, threads) for ident in new if _runs_handler_code(frames[ident])]
+    return AtAnswer(me, tuple(running + [name for name in raw if name not in running]))
+
+
+def leftovers(before: Snapshot, runner_threads: set[int], answered: AtAnswer | None,
+              before_waiting: Callable[[], None] = lambda: None) -> list[str]:
     """Reasons the worker is not clean (empty when nothing the invocation started is still alive).
 
     `before_waiting` is called before anything that can take time (joining threads, scanning /proc).
     """
     reasons: list[str] = []
-    deadline = time.monotonic() + THREAD_GRACE_S
-    current = threading.current_thread()
-    new = [t for t in threading.enumerate()
-           if t.ident not in before.threads and t.ident not in runner_threads and t is not current]
-    if new:
+    me = threading.get_ident()
+    if answered is None:  # never answered (a runner error path): judge the threads as of now
+        answered = at_answer(before, runner_threads)
+    frames = {} if not answered.running and _no_new_threads(before) else sys._current_frames()  # noqa: SLF001
+    new = [ident for ident in frames if ident not in before.threads and ident not in runner_threads and ident != me]
+    threads = {t.ident: t for t in threading.enumerate()} if new else {}
+    running = list(answered.running)
+    running += [name for name in _raw_running(before) if name not in running]
+    ending: list[int] = []
+    for ident in new:
+        if ident == answered.answering or not _runs_handler_code(frames[ident]):
+            thread = threads.get(ident)
+            if isinstance(thread, threading.Timer):  # started after the answer and not fired yet
+                thread.cancel()
+            ending.append(ident)
+        elif (name := _name(ident, threads)) not in running:
+            running.append(name)
+    if running:
+        reasons.append("threads still running: " + ", ".join(running))
+    elif ending:
         before_waiting()
-    for thread in new:
-        if isinstance(thread, threading.Timer):
-            thread.cancel()
-    alive = []
-    for thread in new:
-        if isinstance(thread, threading._DummyThread):  # noqa: SLF001  (foreign thread: cannot be joined)
-            if _native_alive(thread.native_id):
-                alive.append(thread)
-            continue
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            alive.append(thread)
-    if alive:
-        reasons.append("threads still running: " + ", ".join(t.name for t in alive))
-    elif before.native_threads is not None:
-        extra = _settled_native_excess(before.native_threads, deadline + 0.1, before_waiting)
+        alive = _wait_for_threads(ending, threads, time.monotonic() + THREAD_GRACE_S)
+        if alive:
+            reasons.append("threads still running: " + ", ".join(_name(ident, threads) for ident in alive))
+    if not reasons and before.native_threads is not None:
+        extra = _settled_native_excess(before.native_threads, time.monotonic() + THREAD_GRACE_S, before_waiting)
         if extra > 0:
             reasons.append(f"native threads still running: {extra} more than before the invocation")
-    if _has_children() or before.children:
+    if has_children() or before.children:
         before_waiting()
-        children = sorted(set(_child_pids()) - before.children)
+        children = sorted(set(child_pids()) - before.children)
         if children:
-            reasons.append("child processes still running: " + ", ".join(_describe_pid(pid) for pid in children))
+            reasons.append("child processes still running: " + ", ".join(describe_pid(pid) for pid in children))
+    if descendants.escape_possible():  # no subreaper (gVisor) and the invocation started a process
+        before_waiting()
+        escaped = descendants.escaped()
+        if escaped:
+            reasons.append("processes left behind: " + ", ".join(describe_pid(pid) for pid in escaped))
     return reasons
+
+
+def _runs_handler_code(frame: FrameType | None) -> bool:
+    """Whether a thread can still run code of the handler's: any frame outside threading's own
+    machinery, or a `Thread.run` / executor work item calling a C function, counts.
+
+    An executor work item whose future is already done is only finishing its bookkeeping (setting
+    the result wakes the event loop through asyncio's callbacks): what runs above it does not count.
+    """
+    stack: list[FrameType] = []
+    while frame is not None:
+        stack.append(frame)
+        frame = frame.f_back
+    for index, frame in enumerate(stack):
+        if frame.f_code.co_filename.endswith(_EXECUTOR_FILE_SUFFIX) and frame.f_code.co_name == "run":
+            future = getattr(frame.f_locals.get("self"), "future", None)
+            if future is not None and future.done():
+                stack = stack[index + 1:]
+                break
+    for index, frame in enumerate(stack):
+        code = frame.f_code
+        if code.co_filename == _THREADING_FILE:
+            if index == 0 and code.co_name == "run":  # Thread.run (or Timer.run) calling a C target
+                return True
+        elif code.co_filename.endswith(_EXECUTOR_FILE_SUFFIX):
+            if code.co_name != "_worker":  # a work item running (an idle worker waits in `_worker`)
+                return True
+        else:
+            return True
+    return False
+
+
+def _wait_for_threads(idents: list[int], threads: dict[int | None, threading.Thread], deadline: float) -> list[int]:
+    """Join the threads that are only ending; the ones still alive at the deadline."""
+    alive = []
+    for ident in idents:
+        thread = threads.get(ident)
+        if thread is not None and not isinstance(thread, threading._DummyThread):  # noqa: SLF001
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                alive.append(ident)
+            continue
+        while ident in sys._current_frames() and time.monotonic() < deadline:  # noqa: SLF001  (a _thread thread)
+            time.sleep(0.005)
+        if ident in sys._current_frames():  # noqa: SLF001
+            alive.append(ident)
+    return alive
+
+
+def _name(ident: int, threads: dict[int | None, threading.Thread]) -> str:
+    thread = threads.get(ident)
+    return thread.name if thread is not None else f"thread {ident}"
 
 
 def _settled_native_excess(baseline: int, deadline: float, before_waiting: Callable[[], None]) -> int:
@@ -106,76 +275,3 @@ def _native_thread_count() -> int | None:
         return listed
     except OSError:
         return None
-
-
-def _has_children() -> bool:
-    """False when this process has no child at all (zombies are reaped on the way): one waitpid call."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        except InterruptedError:
-            continue
-        if pid == 0:
-            return True
-
-
-def _native_alive(native_id: int | None) -> bool:
-    return native_id is not None and os.path.exists(f"/proc/self/task/{native_id}")
-
-
-def _child_pids() -> list[int]:
-    """Live children of this process (zombies are reaped, not counted); empty without /proc."""
-    if not _has_children():
-        return []
-    me = os.getpid()
-    found: list[int] = []
-    for pid in _candidate_children(me):
-        stat = _stat(pid)
-        if stat is None or stat[1] != me:
-            continue
-        if stat[0] == "Z":
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            continue
-        found.append(pid)
-    return found
-
-
-def _candidate_children(me: int) -> set[int]:
-    """/proc/self/task/*/children when the kernel has it (cheap), else every pid in /proc."""
-    if not os.path.exists(f"/proc/self/task/{me}/children"):  # no CONFIG_PROC_CHILDREN: scan every process
-        try:
-            return {int(entry) for entry in os.listdir("/proc") if entry.isdigit() and int(entry) != me}
-        except OSError:
-            return set()
-    pids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as handle:
-                pids.update(int(pid) for pid in handle.read().split())
-        except OSError:  # the thread ended meanwhile
-            continue
-    return pids
-
-
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) from /proc/<pid>/stat; the command name may contain spaces and parentheses."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-        fields = data[data.rindex(b")") + 2:].split()
-        return fields[0].decode(), int(fields[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _describe_pid(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return f"{pid} ({handle.read().strip()})"
-    except OSError:
-        return str(pid)

@@ -41,6 +41,9 @@ class Invocation:
         self._wake: Callable[[], None] | None = None
         # Set by the runner while it calls a synchronous handler on the main thread (see tailcall.py).
         self.handler_code: CodeType | None = None
+        # Called by the thread that answers, before `result` is written (see cleanliness.at_answer).
+        self.on_answer: Callable[[], Any] | None = None
+        self.at_answer: Any = None
         self.callback: Callback = self._make_callback()
 
     def _make_callback(self) -> Callback:
@@ -101,7 +104,12 @@ class Invocation:
             if self._claimed or self._closed:
                 return False
             self._claimed = True
-            return True
+        if self.on_answer is not None:
+            try:
+                self.at_answer = self.on_answer()
+            except Exception:  # the answer must go out; clean-up judges the threads again
+                self.at_answer = None
+        return True
 
     def _send(self, reply: Reply) -> None:
         try:

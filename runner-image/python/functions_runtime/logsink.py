@@ -44,12 +44,13 @@ class LogSink:
             self._reset()
 
     def end_invocation(self, build_done: Callable[[int], dict[str, Any]], mute: bool) -> None:
-        """Send `done` (built from the dropped count) and detach; a muted sink drops everything after."""
+        """Send `done` (built from the dropped count) and detach; once muted, the sink drops everything
+        for good (the engine replaces a dirty worker: nothing may log under a later id meanwhile)."""
         with self._lock:
             self._channel.send(build_done(self._dropped))
             self._id = None
             self._reset()
-            self._muted = mute
+            self._muted = self._muted or mute
 
     def _reset(self) -> None:
         self._used = 0

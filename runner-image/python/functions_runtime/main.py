@@ -15,7 +15,10 @@ from typing import Any
 from . import plumbing as plumbing_mod
 from .framing import BadFrame, decode_line
 from .plumbing import Plumbing
+from . import descendants
+from .cleanliness import track_raw_threads
 from .preload import Preloader
+from .signals import SignalGuard
 
 PROTOCOL_VERSION = 1
 
@@ -23,8 +26,9 @@ PROTOCOL_VERSION = 1
 class Runner:
     """Holds the plumbing and, once `init` succeeded, the loaded service."""
 
-    def __init__(self, plumbing: Plumbing) -> None:
+    def __init__(self, plumbing: Plumbing, signals: SignalGuard) -> None:
         self.p = plumbing
+        self.signals = signals
         self.service: Any = None  # service.Service, imported lazily (it needs `twilio`)
 
     def handle_line(self, line: bytes) -> None:
@@ -65,10 +69,13 @@ class Runner:
             self._reject(f"cannot start the Python runner: {exc} (is the `twilio` package installed?)")
             return
         try:
-            service = Service(message, self.p)
+            service = Service(message, self.p, self.signals)
         except (InitError, ValueError) as exc:
             self._reject(str(exc))
             return
+        descendants.mark_ready()
+        for problem in self.signals.mark_ready():  # the service's own handlers are the baseline
+            self.p.sink.emit("error", f"runner: at import: {problem}")
         self.p.streams.flush()
         self.p.capture.sync()  # bootstrap output is logged before `ready`
         self.service = service
@@ -79,8 +86,12 @@ def main() -> None:
     sys.dont_write_bytecode = True
     # As PID 1 in a container SIGTERM would be ignored by default; the engine may use it to stop us.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(128 + signal.SIGTERM))
+    # Orphaned descendants (`sh -c "cmd &"`) re-parent to the runner, so clean-up sees them.
+    descendants.become_subreaper()
+    track_raw_threads()
+    signals = SignalGuard()
     plumbing = plumbing_mod.install()
-    runner = Runner(plumbing)
+    runner = Runner(plumbing, signals)
     preloader = Preloader(plumbing.stdin.fileno())
     while True:
         if runner.service is not None and preloader.pending:

@@ -21,6 +21,7 @@ from .invocation import Invocation
 from .limits import Limits
 from .loader import LoadError, ModuleLoader, ModuleLoadError, missing_handler_error
 from .plumbing import Plumbing
+from .signals import SignalGuard
 from .runtime_api import Asset, FunctionInfo, Runtime
 from .twilio_globals import build_twilio_global
 
@@ -41,8 +42,9 @@ class LoadedFunction:
 class Service:
     """The functions of one service, loaded; `invoke()` runs one `invoke` message to its `done`."""
 
-    def __init__(self, init: dict[str, Any], plumbing: Plumbing) -> None:
+    def __init__(self, init: dict[str, Any], plumbing: Plumbing, signals: SignalGuard) -> None:
         self._plumbing = plumbing
+        self.signals = signals
         self.limits = Limits.from_init(init.get("limits"))
         self.dev_mode = bool(init.get("dev_mode", False))
         root = init.get("project_root")
@@ -98,12 +100,14 @@ class Service:
         """Run one invocation: `result` as soon as it is answered, then clean-up and `done`."""
         p = self._plumbing
         inv_id = message.get("id")
-        if not isinstance(inv_id, (str, int)) or isinstance(inv_id, bool):
-            p.sink.emit("error", f"runner: ignoring an invoke without a valid id: {inv_id!r}")
+        if not isinstance(inv_id, str) or not inv_id:  # docs/protocol.md: a non-empty string, as in Node
+            p.sink.emit("error", f"runner: ignoring an `invoke` whose `id` is not a non-empty string: {inv_id!r}")
             return
         p.sink.begin(inv_id)
         before = cleanliness.take_snapshot(self._clean_snapshot)
         invocation = Invocation(inv_id, p.channel, p.sink, self.limits, self.dev_mode)
+        runner_threads = p.capture.thread_idents()
+        invocation.on_answer = lambda: cleanliness.at_answer(before, runner_threads)
         self._current = invocation
         reasons: list[str] = []
         try:
@@ -112,8 +116,10 @@ class Service:
             except BaseException as exc:  # a runner bug must still answer
                 p.channel.release()
                 invocation.fail(exc, context="runner")
+            reasons += self.signals.reset()
             # A held `result` waits only while the checks are instant; anything slower sends it first.
-            reasons += cleanliness.leftovers(before, p.capture.thread_idents(), before_waiting=p.channel.release)
+            reasons += cleanliness.leftovers(before, runner_threads, invocation.at_answer,
+                                             before_waiting=p.channel.release)
             self._current = None
             invocation.close()
             _reset_event_loop_policy()
