@@ -121,11 +121,12 @@ class Pool:
 
     async def start(self) -> None:
         """Begin prewarming; readiness is reported by `ready`."""
-        self._reaper = asyncio.create_task(self._reap_idle(), name=f"pool-reaper-{self.name}")
         if self._budget is not None:
-            # Warm now if pinned or if min_idle fits in the budget, else cold until called.
+            # Warm now if pinned or if min_idle fits in the budget, else cold until called. A pinned
+            # floor that does not fit is a ConfigError here, before anything is started.
             warm = self._budget.join(self, self.spec.service, self.spec.runtime)
             self.last_used = time.monotonic() if warm else None
+        self._reaper = asyncio.create_task(self._reap_idle(), name=f"pool-reaper-{self.name}")
         self._replenish()
 
     @property
