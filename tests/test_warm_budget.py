@@ -241,3 +241,27 @@ def test_scale_to_zero_after_s_is_per_service_too(engine_factory, backend):
     assert _metric(engine, "functions_engine_warm_budget_evictions_total", reason="scale_to_zero") == 1
     assert _get(engine, "fast").status_code == 200
     wait_for(lambda: idle("fast") == 1, 15, "fast warm again after its call")
+
+
+def test_many_services_are_ready_with_what_fits_warm_and_every_one_answers(engine_factory, backend):
+    """12 services, a budget of 3 idle workers: /readyz turns 200 with the first 3 (in order) warm and
+    the others cold, not after starting 12; then every service answers 200, and the idle workers
+    left stay within the budget."""
+    if backend != "process":
+        pytest.skip("start-up order and the budget are the engine's, not the backend's: the process backend is enough")
+    names = [f"s{i:02d}" for i in range(12)]
+    engine = engine_factory(*[f"{n}={GOOD}" for n in names], backend=backend, args=["--domain", "localhost"],
+                            config={"warm_budget_workers": 3, "max_workers": 2})
+    samples = steady.scrape(engine.admin_url)
+    started = steady.metric_total(samples, "functions_engine_worker_bootstrap_seconds_count")
+    assert started <= 3, f"{started} workers started before readiness, the budget holds 3"
+    wait_for(lambda: steady.metric_total(steady.scrape(engine.admin_url), "functions_engine_workers", state="idle") == 3,
+             15, "the 3 warm workers")
+    samples = steady.scrape(engine.admin_url)
+    warm = [n for n in names if steady.metric_total(samples, "functions_engine_workers", service=n, state="idle")]
+    assert warm == names[:3], warm
+    for name in names:
+        assert _get(engine, name).status_code == 200, name
+    idle = lambda: steady.metric_total(steady.scrape(engine.admin_url), "functions_engine_workers", state="idle")  # noqa: E731
+    wait_for(lambda: idle() <= 3, 15, "idle workers back within the budget")
+    assert _metric(engine, "functions_engine_cold_starts_total") == 9
