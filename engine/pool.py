@@ -93,6 +93,7 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._prewarm_to = 0  # workers `prewarm` asked for (a pool taking over another's traffic)
         self._closed_because = "the engine is shutting down"
         self._failures = 0  # consecutive start failures, for back-off
         self._last_failure: str | None = None
@@ -217,6 +218,7 @@ class Pool:
         """Start workers now until `workers` are alive or starting (at most max_workers), so a pool that
         takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
         want = min(workers, self.settings.max_workers)
+        self._prewarm_to = max(self._prewarm_to, want)  # so `_still_wanted` keeps these starts
         while not self._closed and len(self._workers) + self._starting < want:
             self._starting += 1
             self._spawn_task(self._start_worker())
@@ -460,7 +462,8 @@ class Pool:
         """Whether a start under way (counted in `_starting`) is still needed: `_replenish`'s test, itself included."""
         if self._closed:
             return False
-        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= self.warm_target()
+        keep = max(self.warm_target(), self._prewarm_to - len(self._workers) + len(self._idle))
+        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= keep
 
     def _fail_waiters_if_hopeless(self) -> None:
         """With nothing alive or starting, waiters would only time out: tell them now why."""
