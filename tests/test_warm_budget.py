@@ -265,3 +265,30 @@ def test_many_services_are_ready_with_what_fits_warm_and_every_one_answers(engin
     idle = lambda: steady.metric_total(steady.scrape(engine.admin_url), "functions_engine_workers", state="idle")  # noqa: E731
     wait_for(lambda: idle() <= 3, 15, "idle workers back within the budget")
     assert _metric(engine, "functions_engine_cold_starts_total") == 9
+
+
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # an in-process engine, as there
+def test_a_deployment_pinning_more_than_the_budget_is_refused_naming_it(backend, tmp_path):
+    """A service applied at runtime joins the budget the same way: a pinned floor that does not fit is
+    refused with the numbers, and nothing of it serves or runs."""
+    if backend != "process":
+        pytest.skip("the check is the budget's, not the backend's: the process backend is enough")
+    import asyncio
+
+    from engine.errors import ConfigError
+    from tests.test_deployments import deployment, run_engine, write_project
+
+    root = write_project(tmp_path / "v1", "v1")
+
+    async def scenario(engine) -> None:
+        with pytest.raises(ConfigError) as err:
+            await engine.apply(deployment(root))
+        assert "shop-dev/python (min_idle=3 × memory_mb=256)" in str(err.value), err.value
+        assert "warm_budget_workers=2" in str(err.value), err.value
+        await asyncio.sleep(0.5)
+        assert engine.budget.used_workers == 0 and engine.budget.pinned_workers == 0
+        reply = await asyncio.to_thread(
+            httpx.get, f"http://127.0.0.1:{engine.settings.port}/version", headers={"Host": "shop-dev.localhost"})
+        assert reply.status_code == 404, reply.text
+
+    run_engine(backend, scenario, warm_budget_workers=2, memory_mb=256, services={"shop-dev": {"min_idle": 3}})
