@@ -4,12 +4,12 @@ An engine holds hundreds of services, most idle most of the time; a warm worker 
 would pin tens of GiB doing nothing. Idle workers (and starts meant to become idle) cost their
 pool's `memory_mb` and one place against `warm_budget_mb` and `warm_budget_workers`; a pool keeps
 its warm place while that worker serves a request, but further busy workers cost nothing here
-(each pool's `max_workers` bounds them). When the idle workers are over either
-limit, the least-recently-called pools lose theirs first. A pinned pool (`min_idle` set for its
-service in `[services.X]`) keeps `min_idle` warm whatever the traffic: that floor is never evicted,
-and pinned floors that do not fit in the budget are a configuration error. A pool whose starts
-fail never evicts anyone to retry (it only uses free room), so a service that cannot boot cannot
-take warmth from the others.
+(each pool's `max_workers` bounds them). When the idle workers are over either limit, the
+least-recently-called pools lose theirs first. A pinned pool (`min_idle` set for its service in
+`[services.X]`) keeps `min_idle` warm whatever the traffic: that floor is never evicted, and pinned
+floors that do not fit in the budget are a configuration error. A pool whose starts fail is not
+charged for its retries and never evicts anyone, so a service that cannot boot cannot take warmth
+from the others.
 
 Pools report here through the small `WarmMember` interface: a pool made at start-up and one added
 while the engine runs join the same way (`join`).
