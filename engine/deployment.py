@@ -221,6 +221,7 @@ class Deployments:
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
             previous = replacing.pools.get(runtime) if replacing is not None else None
             if previous is not None:
+                pool.inherit_warmth(previous)  # the warm budget sees the traffic it takes over as its own
                 targets[runtime] = min(previous.size, pool.settings.max_workers)
                 pool.prewarm(targets[runtime])
         timeout_s = self.settings.bootstrap_timeout_s + DRAIN_GRACE_S
