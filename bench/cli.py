@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instead of the table: a well-behaved service beside hostile handlers and clients for "
                              "DURATION (90s, 3m, 30m), sampling the engine every minute; one row of runc-python "
                              "[default], runsc-python, process-python; see bench/soak.py")
+    parser.add_argument("--many", type=int, nargs="?", const=500, metavar="N",
+                        help="instead of the table: N one-function services on one engine (docker runc, default "
+                             "500): start-up, one round to each, 90/10 traffic under the warm budget; see "
+                             "bench/many.py")
+    parser.add_argument("--many-steady-s", type=float, default=60.0, help="seconds of 90/10 traffic for --many")
     return parser
 
 
@@ -59,6 +64,12 @@ def _terminate(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.many:
+        from bench import many
+
+        signal.signal(signal.SIGTERM, _terminate)
+        tools.require("docker")
+        return many.run(args.many, args.many_steady_s)
     if args.soak:
         return _soak(parser, args)
     if args.steady:

@@ -13,7 +13,7 @@ from aiohttp import web
 from engine import __version__, metrics, protocol
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
-from engine.budget import WorkerBudget
+from engine.quota import WorkerQuota
 from engine.config import MiB, Settings
 from engine.deployment import Deployments, LiveDeployment
 from engine.errors import BackendError, ConfigError
@@ -22,6 +22,7 @@ from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
 from engine.routing import Router
 from engine.service import Service
+from engine.warmth import PinnedDemand, WarmBudget
 
 log = structlog.get_logger("engine")
 
@@ -69,6 +70,8 @@ class Engine:
         # Set while something the engine must serve is still being brought up after start() (the
         # control plane restoring deployed environments): /readyz answers 503 with this reason.
         self.held_not_ready: str | None = None
+        # Idle workers of every pool, folder services and those added at runtime alike (engine/warmth.py).
+        self.budget = WarmBudget(settings.warm_budget_mb, settings.warm_budget_workers)
 
     # --- start ----------------------------------------------------------------------------
 
@@ -90,6 +93,7 @@ class Engine:
 
     async def start(self) -> None:
         self.load()
+        self.budget.check_pinned(self._pinned_demands())
         self.backend = make_backend(self.settings, self.engine_id)
         log.info("isolation", backend=self.backend.name, isolation=self.backend.isolation,
                  runtime=self.settings.runtime if self.settings.backend == "docker" else None,
@@ -138,7 +142,17 @@ class Engine:
             return
         await self.deployments.withdraw(key)
 
-    async def _make_pool(self, project: Project, runtime: str, budget: WorkerBudget | None = None) -> Pool:
+    def _pinned_demands(self) -> list[PinnedDemand]:
+        """Each pool whose service sets min_idle in [services.X]: its floor, for the budget check at start."""
+        demands = []
+        for service in self.services:
+            o = self.settings.overrides_for(service.name)
+            if o.min_idle:
+                demands += [PinnedDemand(service.name, rt, o.min_idle, _pick(o.memory_mb, self.settings.memory_mb))
+                            for rt in service.project.runtimes()]
+        return demands
+
+    async def _make_pool(self, project: Project, runtime: str, quota: WorkerQuota | None = None) -> Pool:
         s = self.settings
         per_service = s.overrides_for(project.name)
         limits = WorkerLimits(
@@ -181,8 +195,11 @@ class Engine:
                 max_worker_invocations=_pick(per_service.max_worker_invocations, s.max_worker_invocations),
                 max_worker_age_s=s.max_worker_age_s if per_service.max_worker_age_s is None else per_service.max_worker_age_s,
                 max_lifecycle_calls=s.max_lifecycle_calls_per_pool, crash_backoff_max_s=s.crash_backoff_max_s,
+                memory_mb=_pick(per_service.memory_mb, s.memory_mb), pinned=per_service.min_idle is not None,
+                scale_to_zero_after_s=per_service.scale_to_zero_after_s or s.scale_to_zero_after_s,
             ),
-            budget=budget,
+            self.budget,
+            quota=quota,
         )
         await pool.start()
         return pool

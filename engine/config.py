@@ -46,6 +46,8 @@ class ServiceOverrides(BaseModel):
     memory_mb: int | None = Field(default=None, ge=32)
     max_worker_invocations: int | None = Field(default=None, ge=1)
     max_worker_age_s: float | None = Field(default=None, gt=0)
+    # Set here, min_idle pins the service: kept warm whatever the traffic, counted against the warm budget.
+    scale_to_zero_after_s: float | None = Field(default=None, gt=0)
     functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
 
 
@@ -123,6 +125,15 @@ class Settings(BaseSettings):
     # One tenant cannot hold the backend: the docker backend runs 8 calls at once for every pool.
     max_lifecycle_calls_per_pool: int = Field(default=2, ge=1)  # worker starts in flight per pool (and as many removals)
     crash_backoff_max_s: float = Field(default=10.0, gt=0)  # longest wait before a start after failed starts/young deaths
+    # The warm budget (engine/warmth.py): idle workers of all pools share it, each costing its pool's
+    # memory_mb; over it, the least recently called pools' idle workers are stopped first. It bounds
+    # the memory an engine with many mostly idle services holds doing nothing. Default: a quarter of
+    # the machine's MemTotal.
+    warm_budget_mb: int = Field(default_factory=lambda: _default_warm_budget_mb(), ge=0)
+    warm_budget_workers: int = Field(default=200, ge=0)  # idle workers of all pools at most
+    # A pool not called for this long stops its idle workers (unless its service pins min_idle); the
+    # next request starts one at once (a cold start).
+    scale_to_zero_after_s: float = Field(default=300.0, gt=0)
 
     # --- worker resources ---
     memory_mb: int = Field(default=256, ge=32)
@@ -188,6 +199,12 @@ class Settings(BaseSettings):
 
     def overrides_for(self, service: str) -> ServiceOverrides:
         return self.services.get(service) or ServiceOverrides()
+
+
+def _default_warm_budget_mb() -> int:
+    from engine.warmth import default_warm_budget_mb  # a quarter of MemTotal
+
+    return default_warm_budget_mb()
 
 
 class _MappingEnvSource(EnvSettingsSource):

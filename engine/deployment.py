@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 
 from engine import metrics, npmdeps
-from engine.budget import WorkerBudget
+from engine.quota import WorkerQuota
 from engine.config import Settings
 from engine.errors import BackendError, ConfigError, ImageBuildError, ProjectError
 from engine.pool import Pool
@@ -112,7 +112,7 @@ class _Superseded(Exception):
     pass
 
 
-PoolMaker = Callable[[Project, str, "WorkerBudget | None"], Awaitable[Pool]]
+PoolMaker = Callable[[Project, str, "WorkerQuota | None"], Awaitable[Pool]]
 
 
 class Deployments:
@@ -128,18 +128,18 @@ class Deployments:
         self._retiring: set[Service] = set()
         self._tasks: set[asyncio.Future[None]] = set()  # retirements under way
         self._closed = False
-        self.budgets: dict[str, WorkerBudget] = {}  # by account: the worker quota its deployments share
+        self.quotas: dict[str, WorkerQuota] = {}  # by account: the worker quota its deployments share
 
-    def set_worker_quota(self, account_sid: str, limit: int | None) -> WorkerBudget:
-        """The account's shared worker budget, with its limit set now (None: the engine-wide setting)."""
+    def set_worker_quota(self, account_sid: str, limit: int | None) -> WorkerQuota:
+        """The account's shared worker quota, with its limit set now (None: the engine-wide setting)."""
         limit = self.settings.max_workers_per_account if limit is None else limit
-        budget = self.budgets.get(account_sid)
-        if budget is None:
-            budget = self.budgets[account_sid] = WorkerBudget(account_sid, limit)
-        elif budget.limit != limit:
-            budget.limit = limit
-            budget.freed()  # a raised quota lets denied starts go now
-        return budget
+        quota = self.quotas.get(account_sid)
+        if quota is None:
+            quota = self.quotas[account_sid] = WorkerQuota(account_sid, limit)
+        elif quota.limit != limit:
+            quota.limit = limit
+            quota.freed()  # a raised quota lets denied starts go now
+        return quota
 
     def drain_bound_s(self, service: Service) -> float:
         """How long a replaced service may keep running requests it already took."""
@@ -158,9 +158,9 @@ class Deployments:
             began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
             try:
-                budget = (self.set_worker_quota(dep.account_sid, dep.max_workers_per_account)
-                          if dep.account_sid is not None else None)
-                await self._start(service, self.live.get(dep.key), budget)
+                quota = (self.set_worker_quota(dep.account_sid, dep.max_workers_per_account)
+                         if dep.account_sid is not None else None)
+                await self._start(service, self.live.get(dep.key), quota)
                 if ticket != slot.latest:
                     raise _Superseded
                 self._check_free(dep)  # again: another key may have taken the name while this one warmed
@@ -235,7 +235,7 @@ class Deployments:
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )
 
-    async def _start(self, service: Service, replacing: Service | None, budget: WorkerBudget | None = None) -> None:
+    async def _start(self, service: Service, replacing: Service | None, quota: WorkerQuota | None = None) -> None:
         """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not.
 
         A pool that replaces one is also started with as many workers as that one has, so the traffic
@@ -245,11 +245,12 @@ class Deployments:
         targets: dict[str, int] = {}
         for runtime in service.project.runtimes():
             try:
-                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, budget)
+                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, quota)
             except ImageBuildError as exc:  # the build's content is at fault (requirements, package.json)
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
             previous = replacing.pools.get(runtime) if replacing is not None else None
             if previous is not None:
+                pool.inherit_warmth(previous)  # the warm budget sees the traffic it takes over as its own
                 targets[runtime] = min(previous.size, pool.settings.max_workers)
                 pool.prewarm(targets[runtime])
         timeout_s = self.settings.bootstrap_timeout_s + DRAIN_GRACE_S

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
@@ -26,7 +26,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 NO_LABEL: Final = "(none)"
 
 #: Why a worker ended: the only values of `worker_exits_total{reason}`.
-EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired")
+EXIT_REASONS: Final = ("timeout", "dirty", "oom", "crash", "protocol", "idle_reaped", "shutdown", "retired", "evicted")
 
 _WORKER_STATES: Final = ("starting", "idle", "busy", "removing")
 # 1 ms to 30 s: a warm echo is ~1 ms, the longest sensible time limit is tens of seconds.
@@ -77,6 +77,45 @@ IMAGE_BUILDS = Counter("image_builds", "Image builds by kind and outcome.", ["ki
 IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build time.", ["kind"],
                                 buckets=(1, 5, 10, 30, 60, 120, 300, 600), namespace=NAMESPACE,
                                 registry=REGISTRY)
+
+
+WARM_BUDGET_USED_MB = Gauge("warm_budget_used_mb", "Idle workers (and starts meant to become idle) of all pools, "
+                            "each at its pool's memory_mb.", namespace=NAMESPACE, registry=REGISTRY)
+WARM_BUDGET_USED_WORKERS = Gauge("warm_budget_used_workers", "Idle workers (and starts meant to become idle) "
+                                 "of all pools.", namespace=NAMESPACE, registry=REGISTRY)
+WARM_BUDGET_LIMIT_MB = Gauge("warm_budget_limit_mb", "warm_budget_mb.", namespace=NAMESPACE, registry=REGISTRY)
+WARM_BUDGET_LIMIT_WORKERS = Gauge("warm_budget_limit_workers", "warm_budget_workers.", namespace=NAMESPACE,
+                                  registry=REGISTRY)
+WARM_BUDGET_PINNED_MB = Gauge("warm_budget_pinned_mb", "What pinned pools' min_idle floors cost, held or not.",
+                              namespace=NAMESPACE, registry=REGISTRY)
+WARM_BUDGET_EVICTIONS = Counter("warm_budget_evictions", "Idle workers stopped to keep the warm budget "
+                                "(memory, workers) or because their pool was not called (scale_to_zero).",
+                                ["reason"], namespace=NAMESPACE, registry=REGISTRY)
+#: The only values of `warm_budget_evictions_total{reason}` (engine/warmth.py EVICTION_REASONS).
+WARM_BUDGET_EVICTION_REASONS: Final = ("memory", "workers", "scale_to_zero")
+for _reason in WARM_BUDGET_EVICTION_REASONS:
+    WARM_BUDGET_EVICTIONS.labels(_reason)
+
+
+class _BudgetView(Protocol):
+    limit_mb: int
+    limit_workers: int
+    used_mb: int
+    used_workers: int
+    pinned_mb: int
+
+
+def warm_budget(budget: _BudgetView) -> None:
+    """The budget's gauges read it when scraped (engine/warmth.py)."""
+    WARM_BUDGET_USED_MB.set_function(lambda: budget.used_mb)
+    WARM_BUDGET_USED_WORKERS.set_function(lambda: budget.used_workers)
+    WARM_BUDGET_LIMIT_MB.set_function(lambda: budget.limit_mb)
+    WARM_BUDGET_LIMIT_WORKERS.set_function(lambda: budget.limit_workers)
+    WARM_BUDGET_PINNED_MB.set_function(lambda: budget.pinned_mb)
+
+
+def warm_budget_evicted(reason: str, count: int) -> None:
+    WARM_BUDGET_EVICTIONS.labels(reason).inc(count)
 
 
 def init_pool(service: str, runtime: str) -> None:

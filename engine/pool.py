@@ -26,7 +26,7 @@ import structlog
 
 from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
-from engine.budget import WorkerBudget
+from engine.quota import WorkerQuota
 from engine.errors import (
     AcquireTimeout,
     EngineError,
@@ -34,6 +34,7 @@ from engine.errors import (
     PoolSaturated,
     WorkersUnavailable,
 )
+from engine.warmth import WarmBudget
 from engine.worker import Worker, WorkerState
 
 log = structlog.get_logger("engine.pool")
@@ -51,6 +52,11 @@ class PoolSettings:
     max_worker_age_s: float = 3600.0  # then the worker is retired after its invocation (or while idle)
     max_lifecycle_calls: int = 2  # backend starts in flight for this pool, and as many removals/exit checks
     crash_backoff_max_s: float = 10.0  # longest wait before a start after failed starts or young deaths
+    # The warm budget (engine/warmth.py), when the pool has one: what an idle worker costs it, whether
+    # min_idle is pinned (kept whatever the traffic), and how long after its last call it goes cold.
+    memory_mb: int = 256
+    pinned: bool = False
+    scale_to_zero_after_s: float = math.inf
 
 
 #: The first back-off step; each further failure or young death doubles it, up to crash_backoff_max_s.
@@ -69,12 +75,16 @@ class Pool:
         spec: WorkerSpec,
         init: protocol.Init,
         settings: PoolSettings,
-        budget: WorkerBudget | None = None,
+        budget: WarmBudget | None = None,
+        quota: WorkerQuota | None = None,
     ) -> None:
-        """`budget`: the account's worker quota this pool shares with its other pools (deployments)."""
+        """`quota`: the account's worker quota this pool shares with its other pools (deployments)."""
         self.backend = backend
-        self.budget = budget
-        self._budget_denied = False  # the last start wanted was refused by the budget
+        self.quota = quota
+        self._quota_denied = False  # the last start wanted was refused by the quota
+        # Without a budget the pool keeps min_idle warm for ever; with one, warmth follows traffic.
+        self._budget = budget
+        self.last_used: float | None = None  # monotonic time of the last call (or of the warm start)
         self.spec = spec
         self.init = init
         self.settings = settings
@@ -88,6 +98,7 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._prewarm_to = 0  # workers `prewarm` asked for (a pool taking over another's traffic)
         self._closed_because = "the engine is shutting down"
         self._failures = 0  # consecutive start failures, for back-off
         self._last_failure: str | None = None
@@ -116,15 +127,82 @@ class Pool:
 
     async def start(self) -> None:
         """Begin prewarming; readiness is reported by `ready`."""
-        if self.budget is not None:
-            self.budget.pools.add(self)
+        if self.quota is not None:
+            self.quota.pools.add(self)
+        if self._budget is not None:
+            # Warm now if pinned or if min_idle fits in the budget, else cold until called. A pinned
+            # floor that does not fit is a ConfigError here, before anything is started.
+            warm = self._budget.join(self, self.spec.service, self.spec.runtime)
+            self.last_used = time.monotonic() if warm else None
         self._reaper = asyncio.create_task(self._reap_idle(), name=f"pool-reaper-{self.name}")
         self._replenish()
 
     @property
     def ready(self) -> bool:
-        """It holds its minimum of warm workers now."""
-        return not self._closed and len(self._idle) + self._busy_count() >= self.settings.min_idle
+        """It holds its minimum of warm workers now (none for a pool gone cold)."""
+        return not self._closed and len(self._idle) + self._busy_count() >= self.warm_target()
+
+    # --- the warm budget's view (engine/warmth.py WarmMember) ------------------------------
+
+    def warm_target(self) -> int:
+        """Idle workers to keep now: min_idle while pinned or called within scale_to_zero_after_s, else 0."""
+        s = self.settings
+        if self._budget is None or s.pinned:
+            return s.min_idle
+        if self.last_used is None or time.monotonic() - self.last_used >= s.scale_to_zero_after_s:
+            return 0
+        return s.min_idle
+
+    @property
+    def warm_cost_mb(self) -> int:
+        return self.settings.memory_mb
+
+    @property
+    def warm_want(self) -> int:
+        """Idle workers it keeps while called (min_idle), for the budget's decision at start."""
+        return self.settings.min_idle
+
+    @property
+    def warm_floor(self) -> int:
+        return self.settings.min_idle if self.settings.pinned else 0
+
+    @property
+    def warm_held(self) -> int:
+        """Idle workers, starts meant to become idle (a failing pool's probes are not counted), and
+        busy workers up to the warm target: a pool keeps its warm place while that worker serves."""
+        starting_for_idle = 0 if self.failing else max(0, self._starting - len(self._waiters))
+        busy = min(self._busy_count(), self.warm_target()) if self._workers else 0
+        return len(self._idle) + starting_for_idle + busy
+
+    @property
+    def warm_short(self) -> bool:
+        """It holds fewer places than its warm target: it may take room from pools called less recently.
+        A pool at its target (a replacement for a taken worker) only gets free room."""
+        return self.warm_held < self.warm_target()
+
+    @property
+    def evictable(self) -> int:
+        return max(0, len(self._idle) - self.warm_floor)
+
+    def evict_idle(self) -> bool:
+        """Stop the idle worker that waited longest (the budget needs its place)."""
+        if self.evictable <= 0:
+            return False
+        worker = self._idle.popleft()
+        self._spawn_task(self._discard(worker, "evicted"))
+        return True
+
+    def inherit_warmth(self, previous: Pool) -> None:
+        """A pool replacing `previous` (a new build of the same service) takes over its recency, so
+        the warm budget treats the traffic it takes over as its own."""
+        self.last_used = previous.last_used
+        if self._budget is not None and previous.last_used is not None:
+            self._budget.touch(self)
+        self._replenish()
+
+    def _sync_budget(self) -> None:
+        if self._budget is not None:
+            self._budget.sync(self)
 
     @property
     def settled(self) -> bool:
@@ -147,8 +225,9 @@ class Pool:
         """Start workers now until `workers` are alive or starting (at most max_workers), so a pool that
         takes over another's traffic starts as warm as that one was; beyond min_idle they age out idle."""
         want = min(workers, self.settings.max_workers)
+        self._prewarm_to = max(self._prewarm_to, want)  # so `_still_wanted` keeps these starts
         while not self._closed and len(self._workers) + self._starting < want:
-            if self.budget is not None and not self.budget.room():
+            if self.quota is not None and not self.quota.room():
                 break  # the account's quota: the extra workers are not started
             self._starting += 1
             self._spawn_task(self._start_worker())
@@ -162,9 +241,11 @@ class Pool:
     def idle_count(self) -> int:
         return len(self._idle)
 
+    # --- the account's worker quota (engine/quota.py) ----------------------------------------
+
     @property
     def held(self) -> int:
-        """Places this pool holds against its budget: workers alive, starting, or not yet removed."""
+        """Places this pool holds against its quota: workers alive, starting, or not yet removed."""
         return len(self._workers) + self._starting + len(self._removing)
 
     @property
@@ -173,16 +254,21 @@ class Pool:
         return len(self._waiters) > self._starting
 
     def retry_starts(self) -> None:
-        """The budget has room again: start what was denied."""
+        """The quota has room again: start what was denied."""
         self._replenish()
 
-    def evict_idle(self) -> Worker | None:
-        """Stop the oldest idle worker (above nothing: the budget's sibling needs the place more)."""
+    def evict_for_quota(self) -> Worker | None:
+        """Stop the oldest idle worker: a sibling pool of the account needs its place more."""
         if self._closed or not self._idle:
             return None
         worker = self._idle.popleft()
-        self._spawn_task(self._discard(worker, "idle_reaped"))
+        self._sync_budget()
+        self._spawn_task(self._discard(worker, "evicted"))
         return worker
+
+    def _quota_freed(self, worker: Worker | None = None) -> None:
+        if self.quota is not None:
+            self.quota.freed(worker)
 
     @property
     def start_failures(self) -> int:
@@ -197,6 +283,9 @@ class Pool:
         """A worker for one invocation, and whether the caller had to wait for a new one (cold)."""
         if self._closed:
             raise PoolClosed(self._closed_because)
+        if self._budget is not None:
+            self.last_used = time.monotonic()
+            self._budget.touch(self)
         while self._idle:
             worker = self._idle.pop()  # most recently used first, so the oldest age out
             if worker.alive:
@@ -232,8 +321,8 @@ class Pool:
                 self._offer(waiter.result())  # it arrived as we gave up: pass it on
             else:
                 waiter.cancel()
-            quota = (f"; {self.budget.describe()}" if self.budget is not None and self._budget_denied
-                     and not self.budget.room() else "")
+            quota = (f"; {self.quota.describe()}" if self.quota is not None and self._quota_denied
+                     and not self.quota.room() else "")
             raise AcquireTimeout(
                 f"no worker of {self.name} became free within acquire_timeout_s={timeout_s:g}s"
                 + (f" (last start failure: {self._last_failure})" if self._last_failure else "") + quota
@@ -242,6 +331,7 @@ class Pool:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
         worker.transition(WorkerState.BUSY)
+        self._sync_budget()  # a new worker is busy here: it holds the pool's warm place from now
         self._acquire_seconds.observe(loop.time() - waited_from)
         cold = worker.invocations == 0  # it waited for a new worker, not for a busy one to come back
         if cold:
@@ -274,6 +364,8 @@ class Pool:
             if not waiter.done():
                 waiter.set_exception(PoolClosed(reason))
         self._waiters.clear()
+        if self._budget is not None:
+            self._budget.leave(self)
         if self._reaper:
             self._reaper.cancel()
         workers = list(self._workers)
@@ -283,9 +375,9 @@ class Pool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
         self._gauges.close()
-        if self.budget is not None:
-            self.budget.pools.discard(self)
-            self.budget.freed()
+        if self.quota is not None:
+            self.quota.pools.discard(self)
+            self.quota.freed()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -325,8 +417,9 @@ class Pool:
                 waiter.set_result(worker)
                 return
         self._idle.append(worker)
-        if self.budget is not None:
-            self.budget.idle_appeared(self)
+        self._sync_budget()
+        if self.quota is not None:
+            self.quota.idle_appeared(self)
 
     def _replenish(self) -> None:
         """Start workers for waiters beyond those already starting, and up to min_idle idle.
@@ -336,25 +429,33 @@ class Pool:
         """
         if self._closed:
             return
+        target = self.warm_target()
         at_once = 1 if self.failing else self.settings.max_workers
         # A dead worker holds its place until the backend says it is gone (`_removing`).
         while (len(self._workers) + self._starting + len(self._removing) < self.settings.max_workers
                and self._starting < at_once):
             want_for_waiters = len(self._waiters) > self._starting
-            want_for_idle = len(self._idle) + self._starting < self.settings.min_idle
-            if not (want_for_waiters or want_for_idle):
-                break
+            if not want_for_waiters:
+                if len(self._idle) + self._starting >= target:
+                    break
+                # No room in the warm budget: this pool stays cold until called. A failing pool's
+                # probe (one at a time, backed off) asks no room: it is not counted until it is idle.
+                if self._budget is not None and not self.failing and not self._budget.admit(self):
+                    self._settled = True  # its warm-up is over: it holds what the budget allows
+                    break
             urgent = want_for_waiters or not self._settled
-            if self.budget is not None and not self.budget.room(self, urgent):
-                self._budget_denied = True
+            if self.quota is not None and not self.quota.room(self, urgent):
+                self._quota_denied = True
                 # A waiting request, or a pool still warming (a new deployment), may take an idle
                 # sibling's place; a settled pool's min_idle never does (no two pools swapping places).
                 if urgent:
-                    self.budget.make_room(self)
+                    self.quota.make_room(self)
                 break
-            self._budget_denied = False
+            self._quota_denied = False
             self._starting += 1
             self._spawn_task(self._start_worker())
+            self._sync_budget()
+        self._sync_budget()
 
     async def _start_worker(self) -> None:
         worker: Worker | None = None
@@ -371,7 +472,8 @@ class Pool:
             async with self._start_slots:
                 if not self._still_wanted():  # its turn came after the burst that asked for it was served
                     self._starting -= 1
-                    self._budget_freed()
+                    self._sync_budget()
+                    self._quota_freed()
                     return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
             worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
@@ -390,7 +492,7 @@ class Pool:
                       stderr=stderr or None)
             self._fail_waiters_if_hopeless()
             self._replenish()
-            self._budget_freed()
+            self._quota_freed()
             return
         except asyncio.CancelledError:
             self._starting -= 1
@@ -406,7 +508,7 @@ class Pool:
             await worker.kill("shutdown")
             return
         self._workers.add(worker)
-        if len(self._workers) >= self.settings.min_idle:
+        if len(self._workers) >= self.warm_target():
             self._settled = True
         log.info("worker_ready", pool=self.name, worker_id=worker.id, bootstrap_ms=round(duration * 1000, 1),
                  load_errors=ready.load_errors or None)
@@ -416,7 +518,8 @@ class Pool:
         """Whether a start under way (counted in `_starting`) is still needed: `_replenish`'s test, itself included."""
         if self._closed:
             return False
-        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= self.settings.min_idle
+        keep = max(self.warm_target(), self._prewarm_to - len(self._workers) + len(self._idle))
+        return len(self._waiters) >= self._starting or len(self._idle) + self._starting <= keep
 
     def _fail_waiters_if_hopeless(self) -> None:
         """With nothing alive or starting, waiters would only time out: tell them now why."""
@@ -465,28 +568,36 @@ class Pool:
         finally:
             self._removing.discard(worker)
             self._replenish()
-            self._budget_freed(worker)
-
-    def _budget_freed(self, worker: Worker | None = None) -> None:
-        if self.budget is not None:
-            self.budget.freed(worker)
+            self._quota_freed(worker)
 
     async def _reap_idle(self) -> None:
-        """Stop idle workers above min_idle after idle_timeout_s, and retire idle ones past their age."""
-        shortest = min(self.settings.idle_timeout_s, self.settings.max_worker_age_s)
+        """Stop idle workers above min_idle after idle_timeout_s, all of them once the pool has not
+        been called for scale_to_zero_after_s (with a budget), and retire idle ones past their age."""
+        shortest = min(self.settings.idle_timeout_s, self.settings.max_worker_age_s, self.settings.scale_to_zero_after_s)
         interval = max(0.5, min(30.0, shortest / 4))
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            while len(self._idle) > self.settings.min_idle:
+            target = self.warm_target()
+            if target < self.settings.min_idle and len(self._idle) > target and self._budget is not None:
+                cold = [self._idle.popleft() for _ in range(len(self._idle) - target)]
+                self._sync_budget()
+                self._budget.scaled_to_zero(len(cold))
+                log.info("pool_scaled_to_zero", pool=self.name, workers=len(cold),
+                         scale_to_zero_after_s=self.settings.scale_to_zero_after_s)
+                for worker in cold:
+                    self._spawn_task(self._discard(worker, "idle_reaped"))
+            while len(self._idle) > target:
                 oldest = self._idle[0]
                 if now - oldest.idle_since < self.settings.idle_timeout_s:
                     break
                 self._idle.popleft()
+                self._sync_budget()
                 await oldest.kill("idle_reaped")
             for worker in [w for w in self._idle if self._past_lifetime(w, now)]:
                 self._idle.remove(worker)
                 self._spawn_task(self._discard(worker, "retired"))
+            self._sync_budget()
 
     def _spawn_task(self, coro: object) -> None:
         task = asyncio.create_task(coro)  # type: ignore[arg-type]

@@ -189,12 +189,12 @@ class Converger:
     async def _refresh_worker_quotas(self) -> None:
         """An account's max_workers changed by the CLI applies to its running pools within a pass."""
         deployments = getattr(self.engine, "deployments", None)
-        budgets = getattr(deployments, "budgets", None)
-        if not budgets:
+        quotas = getattr(deployments, "quotas", None)
+        if not quotas:
             return
         async with self.store.connect() as conn:
             rows = (await conn.execute(select(t.accounts.c.sid, t.accounts.c.max_workers)
-                                       .where(t.accounts.c.sid.in_(list(budgets))))).all()
+                                       .where(t.accounts.c.sid.in_(list(quotas))))).all()
         for sid, limit in rows:
             deployments.set_worker_quota(sid, limit)
 

@@ -1,5 +1,7 @@
 """One account's worker quota, shared by the pools of all its deployed environments.
 
+(Not the warm budget of engine/warmth.py, which bounds idle workers engine-wide by memory.)
+
 A pool holds a place from the moment it decides to start a worker until the backend says that
 worker is gone (alive, starting or being removed all count), so the account never has more
 containers than its quota, however its requests are spread over environments. A pool that needs a
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from engine.worker import Worker
 
 
-class WorkerBudget:
+class WorkerQuota:
     """The workers all pools of one owner (an account) may hold at once: `limit`."""
 
     def __init__(self, owner: str, limit: int) -> None:
@@ -48,7 +50,7 @@ class WorkerBudget:
         if not donors:
             return
         donor = max(donors, key=lambda p: p.idle_count)
-        worker = donor.evict_idle()
+        worker = donor.evict_for_quota()
         if worker is not None:
             self._evicting.add(worker)
 

@@ -14,24 +14,24 @@ import pytest
 
 from engine import protocol
 from engine.backends.base import WorkerSpec
-from engine.budget import WorkerBudget
+from engine.quota import WorkerQuota
 from engine.errors import AcquireTimeout
 from engine.pool import Pool, PoolSettings
 from tests.unit.test_pool_removal import StuckBackend, settle
 
 
-def pool_of(backend: StuckBackend, name: str, budget: WorkerBudget) -> Pool:
+def pool_of(backend: StuckBackend, name: str, budget: WorkerQuota) -> Pool:
     spec = WorkerSpec(engine_id="t", service=f"{name}-{id(backend)}", build_id="b", runtime="python", project_root=Path("/x"))
     init = protocol.Init(service=spec.service, project_root="/x", functions=[], assets=[], env={},
                          limits=protocol.Limits(max_log_bytes=1, max_response_bytes=1, max_frame_bytes=1 << 20))
     settings = PoolSettings(min_idle=1, max_workers=4, max_queue=4, idle_timeout_s=300,
                             bootstrap_timeout_s=5, max_frame_bytes=1 << 20)
-    return Pool(backend, spec, init, settings, budget=budget)
+    return Pool(backend, spec, init, settings, quota=budget)
 
 
 async def test_a_waiting_request_takes_an_idle_siblings_place_and_the_quota_holds() -> None:
     backend = StuckBackend()
-    budget = WorkerBudget("AC" + "1" * 32, limit=2)
+    budget = WorkerQuota("AC" + "1" * 32, limit=2)
     a, b = pool_of(backend, "a", budget), pool_of(backend, "b", budget)
     await a.start()
     await b.start()
