@@ -36,6 +36,10 @@ from engine.paths import node_runner_dir, python_runner_dir
 
 _PR_SET_PDEATHSIG = 1
 _STDERR_TAIL_BYTES = 16 * 1024
+#: How long a kill waits for the SIGKILLed runner's exit status before sweeping anyway, and how
+#: often it looks (the status arrives from asyncio's child watcher within milliseconds).
+_RUNNER_EXIT_WAIT_S = 5.0
+_EXIT_POLL_S = 0.005
 #: How often adopted orphans (a worker's processes that left its tree) are looked for, killed and
 #: reaped between worker kills (each kill sweeps too). A sweep reads every /proc/PID/stat (some
 #: milliseconds on a busy host), so not more often.
@@ -152,13 +156,21 @@ class ProcessChannel(WorkerChannel):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        try:
-            await asyncio.wait_for(self._proc.wait(), 5)
-        except asyncio.TimeoutError:
-            pass
+        # Not `proc.wait()`: it also waits for the runner's pipes to close, and a daemon the runner
+        # left (outside its process group, so alive) holds copies of them until the sweep ends it.
+        await self._exited(_RUNNER_EXIT_WAIT_S)
         # The runner is gone and reaped: whatever it left outside its process group is ours now.
         await self._backend.sweep()
         await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
+
+    async def _exited(self, timeout_s: float) -> int | None:
+        """The runner's exit status once the child watcher reaped it (all its threads gone, so its
+        children re-parented to the engine), or None after `timeout_s`; never waits for its pipes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._proc.returncode is None and loop.time() < deadline:
+            await asyncio.sleep(_EXIT_POLL_S)
+        return self._proc.returncode
 
     async def exit_info(self) -> ExitInfo:
         try:
