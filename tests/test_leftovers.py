@@ -142,12 +142,7 @@ def test_an_alarm_armed_behind_the_signal_module_cannot_kill_a_later_invocation(
 
 
 @pytest.mark.parametrize("mode", ["grandchild", "daemon"])
-def test_backgrounded_grandchild_cannot_outlive_its_invocation(engine, mode, backend, request):
-    if backend == "process" and mode == "daemon":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "process backend (trusted code only): the runner's process group is killed and the engine sweeps "
-            "the orphans it adopts afterwards, but a setsid daemon can still run its next second of code "
-            "before that sweep finds it (issue 13, known gap in the notes)")))
+def test_backgrounded_grandchild_cannot_outlive_its_invocation(engine, mode):
     tag = uuid.uuid4().hex[:10]
     try:
         first = get(engine, "/hostile", mode=mode, tag=tag)

@@ -92,6 +92,18 @@ def test_double_forked_setsid_sleep_is_gone_after_the_invocation(engine_factory,
     wait_for(lambda: not marked(marker + "-2"), 20, "the second double-forked sleep is still running")
 
 
+def test_daemon_holding_a_crashed_runners_pipes_cannot_outlive_it(engine_factory, tmpdir_env, tmp_path):
+    """The runner exits while a daemon it double-forked holds its stdout: the crash is answered and the
+    daemon ended at once, not when the engine's periodic sweep comes round (up to 5 s)."""
+    engine = engine_factory(PROJECT, backend="process", config=CONFIG, env=tmpdir_env)
+    late = tmp_path / "late-write"
+    with engine.client() as client:
+        response = client.get("/fork", params={"mode": "crash-late-write", "path": str(late)})
+    assert response.status_code == 502, response.text
+    time.sleep(1.5)  # the daemon would write its file 1 s after it started
+    assert not late.exists(), "the daemon of a crashed runner ran on after the crash"
+
+
 def test_setsid_child_and_temp_dirs_are_gone_after_sigterm(engine_factory, tmpdir_env, tmp_path, marker):
     engine = engine_factory(PROJECT, backend="process", config=CONFIG, env=tmpdir_env)
     assert len(roots(tmp_path / "tmp")) == 1, "the engine keeps its workers' dirs under one temp root"

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from engine.backends import process_tree
 
@@ -39,6 +41,10 @@ def test_kill_marked_ends_a_process_carrying_a_dead_roots_marker(tmp_path):
     env = {**os.environ, process_tree.MARKER_VAR: str(root)}
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], env=env)
     try:
+        deadline = time.monotonic() + 10  # until exec: before it, the child still has our environment
+        while f"{process_tree.MARKER_VAR}={root}".encode() not in Path(f"/proc/{proc.pid}/environ").read_bytes():
+            assert time.monotonic() < deadline, "the marked process never started"
+            time.sleep(0.01)
         assert process_tree.kill_marked(root) >= 1
         assert proc.wait(timeout=10) < 0
     finally:

@@ -5,8 +5,9 @@ fast tests, and says so at start-up. The runner gets a scrubbed environment (not
 engine's), its own session (so the whole group can be killed), a private temp dir as cwd under the
 engine's temp root, and dies with the engine (PR_SET_PDEATHSIG). What it starts is held by
 `process_tree`: a process that leaves a worker's tree (setsid, a double fork) is adopted by the
-engine and killed within `_SWEEP_INTERVAL_S`, and what survives an engine crash is killed, with
-the dead engine's temp root removed, by the next engine's start.
+engine and killed as soon as the runner has exited (killed or not), else within `_SWEEP_INTERVAL_S`,
+and what survives an engine crash is killed, with the dead engine's temp root removed, by the next
+engine's start.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ from engine.paths import node_runner_dir, python_runner_dir
 
 _PR_SET_PDEATHSIG = 1
 _STDERR_TAIL_BYTES = 16 * 1024
+#: How long a kill waits for the SIGKILLed runner's exit status before sweeping anyway (it arrives
+#: from asyncio's child watcher within milliseconds).
+_RUNNER_EXIT_WAIT_S = 5.0
 #: How often adopted orphans (a worker's processes that left its tree) are looked for, killed and
-#: reaped between worker kills (each kill sweeps too). A sweep reads every /proc/PID/stat (some
+#: reaped between runner exits (each exit sweeps too). A sweep reads every /proc/PID/stat (some
 #: milliseconds on a busy host), so not more often.
 _SWEEP_INTERVAL_S = 5.0
 
@@ -115,11 +119,25 @@ def _user_process_count() -> int:
     return count
 
 
+class _RunnerProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Says when the runner exited. Its pipes do not: a daemon it left (outside its process group)
+    holds copies of them, and asyncio's `Process.wait()` waits for them to close too."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
 class ProcessChannel(WorkerChannel):
-    def __init__(self, proc: asyncio.subprocess.Process, workdir: Path, max_frame_bytes: int,
-                 backend: ProcessBackend) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, exited: asyncio.Event, workdir: Path,
+                 max_frame_bytes: int, backend: ProcessBackend) -> None:
         self.worker_id = f"proc-{proc.pid}"
         self._proc = proc
+        self._exited = exited
         self._workdir = workdir
         self._backend = backend
         self._max_frame = max_frame_bytes
@@ -127,6 +145,7 @@ class ProcessChannel(WorkerChannel):
         self._stderr: collections.deque[bytes] = collections.deque()
         self._stderr_size = 0
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+        self._swept = asyncio.create_task(self._sweep_after_exit())
 
     async def send(self, data: bytes) -> None:
         stdin = self._proc.stdin
@@ -152,13 +171,23 @@ class ProcessChannel(WorkerChannel):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        # Not `proc.wait()`, which waits for the runner's pipes too (see _RunnerProtocol): the sweep
+        # that follows the runner's exit ends whatever holds them.
         try:
-            await asyncio.wait_for(self._proc.wait(), 5)
+            await asyncio.wait_for(asyncio.shield(self._swept), _RUNNER_EXIT_WAIT_S)
         except asyncio.TimeoutError:
-            pass
-        # The runner is gone and reaped: whatever it left outside its process group is ours now.
-        await self._backend.sweep()
+            await self._backend.sweep()
         await asyncio.to_thread(shutil.rmtree, self._workdir, ignore_errors=True)
+
+    async def _sweep_after_exit(self) -> None:
+        """Once the runner is reaped (all its threads gone, so its children are the engine's), sweep
+        at once, killed or crashed: a daemon it left would otherwise run on, holding the runner's
+        stdout open so that not even its crash is seen, until the periodic sweep."""
+        await self._exited.wait()
+        try:
+            await self._backend.sweep()
+        except Exception:  # a /proc oddity: the periodic sweep tries again
+            log.exception("process_backend_sweep_failed")
 
     async def exit_info(self) -> ExitInfo:
         try:
@@ -264,16 +293,19 @@ class ProcessBackend(Backend):
             env["NODE_PATH"] = self._node_path[build]  # after the project's own node_modules
         nproc = _user_process_count() + spec.limits.pids
         async with self._spawn_lock:
-            proc = await self._exec(command, workdir, env, spec, nproc, max_frame_bytes)
+            proc, exited = await self._exec(command, workdir, env, spec, nproc, max_frame_bytes)
             self._runners[proc.pid] = proc
-            channel = ProcessChannel(proc, workdir, max_frame_bytes, self)
+            channel = ProcessChannel(proc, exited, workdir, max_frame_bytes, self)
         self._channels.add(channel)
         return channel
 
     async def _exec(self, command: list[str], workdir: Path, env: dict[str, str], spec: WorkerSpec, nproc: int,
-                    max_frame_bytes: int) -> asyncio.subprocess.Process:
+                    max_frame_bytes: int) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+        """asyncio.create_subprocess_exec, with a protocol that tells when the runner exited."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _RunnerProtocol(limit=max_frame_bytes + 1, loop=loop),
                 *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -282,11 +314,11 @@ class ProcessBackend(Backend):
                 env=env,
                 start_new_session=True,
                 preexec_fn=lambda: _child_setup(spec.limits, nproc),
-                limit=max_frame_bytes + 1,
             )
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
             raise BackendError(f"could not start the {spec.runtime} runner ({command[0]}): {exc}") from exc
+        return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
 
     async def close(self) -> None:
         """Kill every worker and all it started, then remove the temp root."""
