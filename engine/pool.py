@@ -250,8 +250,11 @@ class Pool:
 
     @property
     def wants_workers(self) -> bool:
-        """Requests are waiting for workers beyond those starting."""
-        return len(self._waiters) > self._starting
+        """Requests are waiting for workers beyond those starting, or it is still warming (a new
+        deployment): either comes before a sibling's min_idle when the quota has one place."""
+        if self._closed:
+            return False
+        return len(self._waiters) > self._starting or (not self._settled and len(self._idle) + self._starting < self.warm_target())
 
     def retry_starts(self) -> None:
         """The quota has room again: start what was denied."""

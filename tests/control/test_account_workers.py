@@ -94,3 +94,50 @@ def test_requests_spread_over_two_environments_cannot_run_more_workers_than_the_
     # Two at a time, 3 s each: six served take three rounds; fewer served means the quota refused some.
     assert refused or elapsed >= 8.5, (len(served), elapsed)
     assert served, "the quota must still serve the account's requests, two at a time"
+
+
+VERSION_JS = "exports.handler = (context, event, callback) => callback(null, '%s');\n"
+
+
+@pytest.mark.docker
+def test_a_redeploy_at_the_account_quota_takes_the_old_builds_idle_place_and_never_exceeds_it(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+) -> None:
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend, config={"min_idle": 1})
+    account = control.account("tight", "--max-workers", "1")
+    client = docker.from_env()
+    most = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal most
+        while not stop.is_set():
+            running = [c for c in client.api.containers(all=True, filters={"label": SERVICE_LABEL})
+                       if (c.get("Labels") or {}).get(SERVICE_LABEL) == "shop-dev"]
+            most = max(most, len(running))
+            time.sleep(0.05)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        with account.client() as c:
+            service = make_service(c, "shop")["sid"]
+            env = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": "dev", "DomainSuffix": "dev"}), 201)
+            builds = []
+            for version in ("v1", "v2"):
+                fn = upload(c, service, "function", "/f", (VERSION_JS % version).encode(), f"{version}.js")
+                build = ok(c.post(f"/Services/{service}/Builds", data={
+                    "FunctionVersions": fn["sid"], "Runtime": "node22", "Dependencies": '"[]"'}), 201)
+                assert wait_build(c, service, build["sid"])["status"] == "completed"
+                builds.append(build["sid"])
+            deployments = f"/Services/{service}/Environments/{env['sid']}/Deployments"
+            for version, build_sid in zip(("v1", "v2"), builds):
+                ok(c.post(deployments, data={"BuildSid": build_sid}), 201)
+                got = httpx.get(f"{control.engine.url}/f", headers={"Host": f"shop-dev.localhost:{control.engine.port}"},
+                                timeout=30)
+                assert got.status_code == 200 and got.text == version, got.text
+    finally:
+        stop.set()
+        counter.join()
+        client.close()
+    assert most <= 1, f"the account with max_workers=1 had {most} containers at once"
