@@ -7,10 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 PROJECT ?= examples
 PORT ?= 3000
 ADMIN_PORT ?= 3001
-# The control API's engine (deployments through the Serverless API v1): its API, functions and admin ports.
+# The control API (deployments through the Serverless API v1), on the same engine as examples/.
 API_PORT ?= 3002
-API_FUNCTIONS_PORT ?= 3100
-API_ADMIN_PORT ?= 3101
 DATA_DIR ?= .engine-data
 PYTEST_ARGS ?=
 
@@ -32,21 +30,20 @@ docker:
 images: venv docker
 	$(PY) -m engine.images all
 
-# Serve examples/ on http://127.0.0.1:$(PORT): in containers when Docker can be had, else in
-# child processes (trusted code only; the engine says so at start-up). Beside it, a second engine
-# serves what is deployed through the control API on http://127.0.0.1:$(API_PORT)/v1 (its store in
-# $(DATA_DIR)/, git-ignored; deployed services on http://<service>-<suffix>.localhost:$(API_FUNCTIONS_PORT)).
+# One engine serves examples/ at http://examples.localhost:$(PORT) and the control API on
+# http://127.0.0.1:$(API_PORT)/v1 (its store in $(DATA_DIR)/, git-ignored; deployed environments on
+# http://<service>-<suffix>.localhost:$(PORT)): in containers when Docker can be had, else in child
+# processes (trusted code only; the engine says so at start-up). Beside the API every service is
+# routed by Host, so other hosts are 404.
 serve: venv
 	@if scripts/ensure-docker; then backend=docker; \
 	 else echo "warning: no Docker daemon could be had; serving with the process backend (trusted code only)" >&2; backend=process; fi; \
 	 mkdir -p $(DATA_DIR); \
-	 $(PY) -m engine serve --port $(API_FUNCTIONS_PORT) --admin-port $(API_ADMIN_PORT) --api-port $(API_PORT) \
-	   --data-dir $(DATA_DIR) --backend $$backend --log-format console & api=$$!; \
-	 trap 'kill -TERM $$api 2>/dev/null; wait $$api' EXIT; \
 	 echo "Control API: http://127.0.0.1:$(API_PORT)/v1 — make an account with" >&2; \
 	 echo "  $(PY) -m engine accounts create me --data-dir $(DATA_DIR)" >&2; \
 	 echo "and deploy with twilio-run or the Twilio CLI pointed there (README, \"Control API\")." >&2; \
-	 $(PY) -m engine serve $(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --backend $$backend --log-format console
+	 exec $(PY) -m engine serve examples=$(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --api-port $(API_PORT) \
+	   --data-dir $(DATA_DIR) --backend $$backend --log-format console
 
 # The whole suite, the docker backend included. pytest's exit code 5 (no tests ran) is a failure.
 test: venv docker images

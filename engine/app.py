@@ -13,6 +13,7 @@ from aiohttp import web
 from engine import __version__, metrics, protocol
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
+from engine.quota import WorkerQuota
 from engine.config import MiB, Settings
 from engine.deployment import Deployments, LiveDeployment
 from engine.errors import BackendError, ConfigError
@@ -109,7 +110,9 @@ class Engine:
         await admin.setup()
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
         self._runners.append(admin)
-        router = Router(self.services, self.settings.domain)
+        # Beside the control API a folder service is reached only by its Host: a withdrawn
+        # environment's host must be 404, not the folder's.
+        router = Router(self.services, self.settings.domain, host_only=self.settings.api_port is not None)
         self.deployments = Deployments(self.settings, router, self.services, self._make_pool)
         front = front_runner(router, self.settings, shutdown_timeout_s=self._drain_s())
         await front.setup()
@@ -149,7 +152,7 @@ class Engine:
                             for rt in service.project.runtimes()]
         return demands
 
-    async def _make_pool(self, project: Project, runtime: str) -> Pool:
+    async def _make_pool(self, project: Project, runtime: str, quota: WorkerQuota | None = None) -> Pool:
         s = self.settings
         per_service = s.overrides_for(project.name)
         limits = WorkerLimits(
@@ -196,6 +199,7 @@ class Engine:
                 scale_to_zero_after_s=per_service.scale_to_zero_after_s or s.scale_to_zero_after_s,
             ),
             self.budget,
+            quota=quota,
         )
         await pool.start()
         return pool
@@ -205,7 +209,7 @@ class Engine:
         port = self.settings.port
         for service in self.services:
             base = (
-                f"http://{self.settings.host}:{port}" if len(self.services) == 1
+                f"http://{self.settings.host}:{port}" if len(self.services) == 1 and self.settings.api_port is None
                 else f"http://{service.name}.{self.settings.domain}:{port}"
             )
             for path, fn in sorted(service.project.functions.items()):

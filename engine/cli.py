@@ -69,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if settings.api_port is not None and settings.projects:
-        print("error: with --api-port the engine serves only what is deployed through the API; "
-              "drop the PROJECT_DIR arguments (or serve folders from another engine without --api-port)", file=sys.stderr)
-        return 2
     logs.configure(settings.log_format, settings.log_level)
     return asyncio.run(serve(settings))
 

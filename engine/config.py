@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     builds_per_hour: int = Field(default=60, ge=1)  # per account; over it → 429 (builds cost CPU and disk)
     max_services_per_account: int = Field(default=50, ge=1)  # over it → 429
     max_environments_per_service: int = Field(default=10, ge=1)  # over it → 429
+    # Workers (alive, starting or being removed) across all pools of one account's deployments:
+    # one tenant cannot take the machine by spreading load over environments. Over it a request
+    # waits (acquire_timeout_s), then 503 naming it.
+    max_workers_per_account: int = Field(default=20, ge=1)
     max_log_entries_per_environment: int = Field(default=1000, ge=1)  # Logs kept per environment, newest
     log_retention_s: float = Field(default=86400.0, gt=0)  # Logs older than this are removed
     converge_interval_s: float = Field(default=5.0, gt=0)  # how soon store changes made elsewhere are served

@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from engine import metrics, npmdeps
+from engine.quota import WorkerQuota
 from engine.config import Settings
 from engine.errors import BackendError, ConfigError, ImageBuildError, ProjectError
 from engine.pool import Pool
@@ -57,6 +58,12 @@ class LiveDeployment:
     service_sid: str
     environment_sid: str
     build_sid: str
+    account_sid: str | None = None  # the owner whose worker quota its pools share (None: no quota)
+    max_workers_per_account: int | None = None  # that quota now (None: the engine-wide setting)
+
+
+class NameClash(ConfigError):
+    """A deployment would be served at a hostname or under a name something else already has."""
 
 
 def deployed_hostname(dep: LiveDeployment) -> str:
@@ -105,7 +112,7 @@ class _Superseded(Exception):
     pass
 
 
-PoolMaker = Callable[[Project, str], Awaitable[Pool]]
+PoolMaker = Callable[[Project, str, "WorkerQuota | None"], Awaitable[Pool]]
 
 
 class Deployments:
@@ -121,6 +128,18 @@ class Deployments:
         self._retiring: set[Service] = set()
         self._tasks: set[asyncio.Future[None]] = set()  # retirements under way
         self._closed = False
+        self.quotas: dict[str, WorkerQuota] = {}  # by account: the worker quota its deployments share
+
+    def set_worker_quota(self, account_sid: str, limit: int | None) -> WorkerQuota:
+        """The account's shared worker quota, with its limit set now (None: the engine-wide setting)."""
+        limit = self.settings.max_workers_per_account if limit is None else limit
+        quota = self.quotas.get(account_sid)
+        if quota is None:
+            quota = self.quotas[account_sid] = WorkerQuota(account_sid, limit)
+        elif quota.limit != limit:
+            quota.limit = limit
+            quota.freed()  # a raised quota lets denied starts go now
+        return quota
 
     def drain_bound_s(self, service: Service) -> float:
         """How long a replaced service may keep running requests it already took."""
@@ -139,7 +158,9 @@ class Deployments:
             began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
             try:
-                await self._start(service, self.live.get(dep.key))
+                quota = (self.set_worker_quota(dep.account_sid, dep.max_workers_per_account)
+                         if dep.account_sid is not None else None)
+                await self._start(service, self.live.get(dep.key), quota)
                 if ticket != slot.latest:
                     raise _Superseded
                 self._check_free(dep)  # again: another key may have taken the name while this one warmed
@@ -189,24 +210,32 @@ class Deployments:
         slot.latest += 1
         return slot, slot.latest
 
+    def folder_clash(self, hostname: str, service_name: str) -> str | None:
+        """The folder service (described) that already has this hostname or name, if any."""
+        hostname = hostname.lower().rstrip(".")
+        for service in self.folder:
+            if hostname == self.router.folder_hostname(service) or service_name == service.name:
+                return (f"the folder service {service.name!r} ({service.project.root}, reached at "
+                        f"{self.router.folder_hostname(service)})")
+        return None
+
     def _check_free(self, dep: LiveDeployment) -> None:
         """A hostname or service name is served by one thing only; the error names both."""
         hostname = deployed_hostname(dep)
-        for service in self.folder:
-            if hostname == self.router.folder_hostname(service) or dep.service_name == service.name:
-                raise ConfigError(
-                    f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with the "
-                    f"folder service {service.name!r} ({service.project.root}, reached at "
-                    f"{self.router.folder_hostname(service)}); rename one of them"
-                )
+        folder = self.folder_clash(hostname, dep.service_name)
+        if folder is not None:
+            raise NameClash(
+                f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with "
+                f"{folder}; rename one of them"
+            )
         for key, service in self.live.items():
             if key != dep.key and (service.hostname == hostname or service.name == dep.service_name):
-                raise ConfigError(
+                raise NameClash(
                     f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with the "
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )
 
-    async def _start(self, service: Service, replacing: Service | None) -> None:
+    async def _start(self, service: Service, replacing: Service | None, quota: WorkerQuota | None = None) -> None:
         """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not.
 
         A pool that replaces one is also started with as many workers as that one has, so the traffic
@@ -216,7 +245,7 @@ class Deployments:
         targets: dict[str, int] = {}
         for runtime in service.project.runtimes():
             try:
-                pool = service.pools[runtime] = await self.make_pool(service.project, runtime)
+                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, quota)
             except ImageBuildError as exc:  # the build's content is at fault (requirements, package.json)
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
             previous = replacing.pools.get(runtime) if replacing is not None else None

@@ -26,6 +26,7 @@ import structlog
 
 from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
+from engine.quota import WorkerQuota
 from engine.errors import (
     AcquireTimeout,
     EngineError,
@@ -75,8 +76,12 @@ class Pool:
         init: protocol.Init,
         settings: PoolSettings,
         budget: WarmBudget | None = None,
+        quota: WorkerQuota | None = None,
     ) -> None:
+        """`quota`: the account's worker quota this pool shares with its other pools (deployments)."""
         self.backend = backend
+        self.quota = quota
+        self._quota_denied = False  # the last start wanted was refused by the quota
         # Without a budget the pool keeps min_idle warm for ever; with one, warmth follows traffic.
         self._budget = budget
         self.last_used: float | None = None  # monotonic time of the last call (or of the warm start)
@@ -122,6 +127,8 @@ class Pool:
 
     async def start(self) -> None:
         """Begin prewarming; readiness is reported by `ready`."""
+        if self.quota is not None:
+            self.quota.pools.add(self)
         if self._budget is not None:
             # Warm now if pinned or if min_idle fits in the budget, else cold until called. A pinned
             # floor that does not fit is a ConfigError here, before anything is started.
@@ -220,6 +227,8 @@ class Pool:
         want = min(workers, self.settings.max_workers)
         self._prewarm_to = max(self._prewarm_to, want)  # so `_still_wanted` keeps these starts
         while not self._closed and len(self._workers) + self._starting < want:
+            if self.quota is not None and not self.quota.room():
+                break  # the account's quota: the extra workers are not started
             self._starting += 1
             self._spawn_task(self._start_worker())
 
@@ -231,6 +240,38 @@ class Pool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    # --- the account's worker quota (engine/quota.py) ----------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Places this pool holds against its quota: workers alive, starting, or not yet removed."""
+        return len(self._workers) + self._starting + len(self._removing)
+
+    @property
+    def wants_workers(self) -> bool:
+        """Requests are waiting for workers beyond those starting, or it is still warming (a new
+        deployment): either comes before a sibling's min_idle when the quota has one place."""
+        if self._closed:
+            return False
+        return len(self._waiters) > self._starting or (not self._settled and len(self._idle) + self._starting < self.warm_target())
+
+    def retry_starts(self) -> None:
+        """The quota has room again: start what was denied."""
+        self._replenish()
+
+    def evict_for_quota(self) -> Worker | None:
+        """Stop the oldest idle worker: a sibling pool of the account needs its place more."""
+        if self._closed or not self._idle:
+            return None
+        worker = self._idle.popleft()
+        self._sync_budget()
+        self._spawn_task(self._discard(worker, "evicted"))
+        return worker
+
+    def _quota_freed(self, worker: Worker | None = None) -> None:
+        if self.quota is not None:
+            self.quota.freed(worker)
 
     @property
     def start_failures(self) -> int:
@@ -283,9 +324,11 @@ class Pool:
                 self._offer(waiter.result())  # it arrived as we gave up: pass it on
             else:
                 waiter.cancel()
+            quota = (f"; {self.quota.describe()}" if self.quota is not None and self._quota_denied
+                     and not self.quota.room() else "")
             raise AcquireTimeout(
                 f"no worker of {self.name} became free within acquire_timeout_s={timeout_s:g}s"
-                + (f" (last start failure: {self._last_failure})" if self._last_failure else "")
+                + (f" (last start failure: {self._last_failure})" if self._last_failure else "") + quota
             ) from None
         finally:
             if waiter in self._waiters:
@@ -335,6 +378,9 @@ class Pool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._idle.clear()
         self._gauges.close()
+        if self.quota is not None:
+            self.quota.pools.discard(self)
+            self.quota.freed()
 
     # --- internals ------------------------------------------------------------------------
 
@@ -375,6 +421,8 @@ class Pool:
                 return
         self._idle.append(worker)
         self._sync_budget()
+        if self.quota is not None:
+            self.quota.idle_appeared(self)
 
     def _replenish(self) -> None:
         """Start workers for waiters beyond those already starting, and up to min_idle idle.
@@ -398,6 +446,15 @@ class Pool:
                 if self._budget is not None and not self.failing and not self._budget.admit(self):
                     self._settled = True  # its warm-up is over: it holds what the budget allows
                     break
+            urgent = want_for_waiters or not self._settled
+            if self.quota is not None and not self.quota.room(self, urgent):
+                self._quota_denied = True
+                # A waiting request, or a pool still warming (a new deployment), may take an idle
+                # sibling's place; a settled pool's min_idle never does (no two pools swapping places).
+                if urgent:
+                    self.quota.make_room(self)
+                break
+            self._quota_denied = False
             self._starting += 1
             self._spawn_task(self._start_worker())
             self._sync_budget()
@@ -419,6 +476,7 @@ class Pool:
                 if not self._still_wanted():  # its turn came after the burst that asked for it was served
                     self._starting -= 1
                     self._sync_budget()
+                    self._quota_freed()
                     return
                 channel = await self.backend.spawn(self.spec, self.settings.max_frame_bytes)
             worker = Worker(channel, self.spec.service, self._worker_died, self._stop_slots)
@@ -437,6 +495,7 @@ class Pool:
                       stderr=stderr or None)
             self._fail_waiters_if_hopeless()
             self._replenish()
+            self._quota_freed()
             return
         except asyncio.CancelledError:
             self._starting -= 1
@@ -512,6 +571,7 @@ class Pool:
         finally:
             self._removing.discard(worker)
             self._replenish()
+            self._quota_freed(worker)
 
     async def _reap_idle(self) -> None:
         """Stop idle workers above min_idle after idle_timeout_s, all of them once the pool has not

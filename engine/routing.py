@@ -34,7 +34,8 @@ class RouteTable:
 
     Deployed services are matched by their exact hostname first. Folder services keep today's
     rules: with one folder service every other host reaches it; with several,
-    `<service>.<domain>` picks one.
+    `<service>.<domain>` picks one. Beside the control API (`host_only`), a folder service is
+    reached only at `<service>.<domain>`, so unknown and withdrawn hosts are 404, never a folder's.
     """
 
     deployed: Mapping[str, Service] = field(default_factory=lambda: MappingProxyType({}))  # by hostname
@@ -58,10 +59,12 @@ class RouteTable:
 class Router:
     """Routes by Host and path through the current table; `publish` swaps in a new one."""
 
-    def __init__(self, services: list[Service], domain: str) -> None:
+    def __init__(self, services: list[Service], domain: str, *, host_only: bool = False) -> None:
+        """`host_only`: never route every Host to a lone folder service (deployments share the listener)."""
         self._suffix = "." + domain.lower().strip(".")
         self._folder = MappingProxyType({s.name: s for s in services})
-        self._only = services[0] if len(services) == 1 else None
+        self.host_only = host_only
+        self._only = services[0] if len(services) == 1 and not host_only else None
         self._table = RouteTable(folder=self._folder, only=self._only, suffix=self._suffix)
 
     @property

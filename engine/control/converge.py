@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 
 from engine.control import metrics
 from engine.control import store as t
-from engine.control.errors import ApiError, BadRequest
+from engine.control.errors import ApiError, BadRequest, Conflict
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
@@ -69,6 +69,7 @@ class Converger:
             if env is None:
                 raise LookupError(f"environment {environment_sid} is gone")
             service = (await conn.execute(select(t.services).where(t.services.c.sid == env.service_sid))).first()
+            max_workers = await conn.scalar(select(t.accounts.c.max_workers).where(t.accounts.c.sid == env.account_sid))
             variables = (await conn.execute(select(t.variables.c.key, t.variables.c.value)
                                             .where(t.variables.c.environment_sid == environment_sid))).all()
             held = json.loads(await conn.scalar(select(t.builds.c.function_versions).where(t.builds.c.sid == build_sid)) or "[]")
@@ -85,6 +86,7 @@ class Converger:
             key=env.sid, service_name=name,
             hostname=env.domain_name, project_root=root, env={k: v for k, v in variables},
             service_sid=service.sid, environment_sid=env.sid, build_sid=build_sid,
+            account_sid=env.account_sid, max_workers_per_account=max_workers,
         )
 
     async def deploy(self, environment_sid: str, build_sid: str, record: Callable[[], Awaitable[None]]) -> None:
@@ -100,6 +102,8 @@ class Converger:
             except EngineError as exc:
                 metrics.DEPLOYMENTS.labels("refused").inc()
                 await self.log(environment_sid, "error", f"deployment of build {build_sid} refused: {exc}", build_sid)
+                if type(exc).__name__ == "NameClash":  # engine.deployment.NameClash: its host or name is taken
+                    raise Conflict(f"build {build_sid} cannot be served: {exc}") from None
                 raise BadRequest(f"build {build_sid} cannot be served: {exc}") from None
             await record()
             self.applied[environment_sid] = (build_sid, _digest(dep.env))
@@ -131,6 +135,9 @@ class Converger:
                 metrics.DEPLOYMENTS.labels("refused").inc()
                 self._refused[environment_sid] = want  # not retried until the store says something else
                 log.error("converge_failed", environment=environment_sid, build=build_sid, error=str(exc))
+                # The environment's Logs say it too: a restored deployment whose host a folder
+                # service took is not served, and its owner can read why.
+                await self.log(environment_sid, "error", f"build {build_sid} is not served: {exc}", build_sid)
                 return
             self.applied[environment_sid] = want
             self._refused.pop(environment_sid, None)
@@ -171,12 +178,25 @@ class Converger:
         """
         if not self._can_apply():
             return
+        await self._refresh_worker_quotas()
         desired = await self._desired()
         for env_sid, want in desired.items():
             if self.applied.get(env_sid) != want and self._refused.get(env_sid) != want:
                 await self._converge_one(env_sid)
         for env_sid in [e for e in list(self.applied) if e not in desired]:
             await self.withdraw(env_sid)
+
+    async def _refresh_worker_quotas(self) -> None:
+        """An account's max_workers changed by the CLI applies to its running pools within a pass."""
+        deployments = getattr(self.engine, "deployments", None)
+        quotas = getattr(deployments, "quotas", None)
+        if not quotas:
+            return
+        async with self.store.connect() as conn:
+            rows = (await conn.execute(select(t.accounts.c.sid, t.accounts.c.max_workers)
+                                       .where(t.accounts.c.sid.in_(list(quotas))))).all()
+        for sid, limit in rows:
+            deployments.set_worker_quota(sid, limit)
 
     def start(self, interval_s: float) -> None:
         """Reconcile every `interval_s` in the background."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiMapping
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +60,36 @@ def optional(form: MultiMapping[str], name: str, max_len: int = 255) -> str | No
     if len(value) > max_len:
         raise BadRequest(f"parameter {name} is longer than {max_len} characters")
     return value
+
+
+class FormModel(BaseModel):
+    """A form payload: fields are the hosted API's PascalCase names (aliases); unknown ones are ignored
+    as the hosted API ignores them. Validators raise ValueError with the message the client reads."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+
+_Form = TypeVar("_Form", bound=FormModel)
+
+
+def parse_form(model: type[_Form], form: MultiMapping[Any]) -> _Form:
+    """The form's text fields as `model`, or a 400 naming the first field at fault and why."""
+    values: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        max_len = next((m.max_length for m in field.metadata if hasattr(m, "max_length")), None)
+        value = optional(form, alias, max_len or 4096)
+        if value is not None and not (value == "" and field.is_required()):
+            values[alias] = value
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = str(first["loc"][0]) if first["loc"] else model.__name__
+        if first["type"] == "missing":
+            raise BadRequest(f"missing required parameter {where}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise BadRequest(message if message.startswith(where) else f"parameter {where}: {message}") from None
 
 
 def boolean(form: MultiMapping[str], name: str, default: bool) -> bool:

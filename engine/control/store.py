@@ -54,6 +54,7 @@ accounts = Table(
     Column("builds_per_hour", Integer, nullable=True),
     Column("max_version_bytes", Integer, nullable=True),
     Column("max_build_bytes", Integer, nullable=True),
+    Column("max_workers", Integer, nullable=True),
 )
 
 #: The quota columns of `accounts`, each named after the engine-wide setting it overrides
@@ -64,6 +65,7 @@ QUOTAS = {
     "builds_per_hour": "builds_per_hour",
     "max_version_bytes": "max_version_bytes",
     "max_build_bytes": "max_build_bytes",
+    "max_workers": "max_workers_per_account",
 }
 
 api_keys = Table(

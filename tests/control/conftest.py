@@ -54,9 +54,12 @@ class ControlEngine:
 
 def start_control_engine(
     factory: EngineLauncher, data_dir: Path, backend: str = "process", config: dict[str, Any] | None = None,
+    projects: tuple[str | Path, ...] = (),
 ) -> ControlEngine:
+    """`projects`: folder services served beside the deployed ones (by Host only)."""
     api_port = free_port()
-    engine = factory(backend=backend, config=config, args=["--api-port", str(api_port), "--data-dir", str(data_dir)])
+    engine = factory(*projects, backend=backend, config=config,
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir)])
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:

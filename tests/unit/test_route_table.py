@@ -38,6 +38,18 @@ def test_one_folder_service_still_answers_every_other_host() -> None:
     assert router.service_for("127.0.0.1:3000") is alpha
 
 
+def test_beside_the_control_api_one_folder_service_answers_only_its_own_host() -> None:
+    alpha = service("alpha")
+    router = Router([alpha], "localhost", host_only=True)
+    shop = service("shop-dev", "shop-dev.localhost")
+    router.publish({"shop-dev.localhost": shop})
+    assert router.service_for("alpha.localhost:3000") is alpha
+    assert router.service_for("shop-dev.localhost") is shop
+    assert router.service_for("127.0.0.1:3000") is None
+    router.publish({})  # withdrawn: its host is nobody's, not the folder service's
+    assert router.service_for("shop-dev.localhost") is None
+
+
 def test_no_folder_service_serves_only_deployed_hostnames() -> None:
     router = Router([], "localhost")
     assert router.route("shop-dev.localhost", "/f") is None

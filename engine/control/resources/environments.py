@@ -13,8 +13,11 @@ from engine.control import lookup
 from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
-from engine.control.errors import BadRequest, Conflict, TooMany
-from engine.control.shapes import base_url, iso, new_sid, optional, page, required
+from engine.control.converge import service_label
+from engine.control.errors import Conflict, TooMany
+from pydantic import Field, field_validator
+
+from engine.control.shapes import FormModel, base_url, iso, new_sid, page, parse_form
 
 routes = web.RouteTableDef()
 
@@ -37,13 +40,32 @@ def domain_name(service_unique_name: str, suffix: str | None, domain: str) -> st
     return f"{label}.{domain.strip('.').lower()}"
 
 
+class EnvironmentCreate(FormModel):
+    """`POST /v1/Services/{ServiceSid}/Environments`."""
+
+    unique_name: str = Field(alias="UniqueName", max_length=100)
+    domain_suffix: str | None = Field(default=None, alias="DomainSuffix", max_length=16)
+
+    @field_validator("domain_suffix")
+    @classmethod
+    def _dns_label(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not _SUFFIX.match(value):
+            raise ValueError(f"DomainSuffix {value!r} must be 1-16 lowercase letters, digits and '-' (not at either end)")
+        return value
+
+
+def folder_clash(ctl: Any, domain: str, label: str) -> str | None:
+    """The engine's folder service (described) at this domain or with this service label, if any."""
+    deployments = getattr(getattr(ctl.converger, "engine", None), "deployments", None)
+    return deployments.folder_clash(domain, label) if deployments is not None else None
+
+
 @routes.post("/v1/Services/{service}/Environments")
 async def create(request: web.Request) -> web.Response:
-    form = await request.post()
-    unique_name = required(form, "UniqueName", 100)
-    suffix = optional(form, "DomainSuffix", 16) or None
-    if suffix is not None and not _SUFFIX.match(suffix):
-        raise BadRequest(f"DomainSuffix {suffix!r} must be 1-16 lowercase letters, digits and '-' (not at either end)")
+    payload = parse_form(EnvironmentCreate, await request.post())
+    unique_name, suffix = payload.unique_name, payload.domain_suffix
     ctl, acct, when = control(request), account(request), t.now()
     async with ctl.store.begin() as conn:
         service = await lookup.service(conn, acct, request.match_info["service"])
@@ -51,6 +73,11 @@ async def create(request: web.Request) -> web.Response:
         if count >= await quota(conn, acct, "max_environments_per_service", ctl.settings):
             raise TooMany(f"service {service.unique_name} has {count} environments, the most max_environments_per_service allows")
         domain = domain_name(service.unique_name, suffix, ctl.settings.domain)
+        folder = folder_clash(ctl, domain, service_label(service.unique_name, unique_name))
+        if folder is not None:
+            raise Conflict(f"the environment's domain {domain} or name "
+                           f"{service_label(service.unique_name, unique_name)!r} clashes with {folder} this engine "
+                           "serves; pick another DomainSuffix or UniqueName")
         taken = (await conn.execute(select(t.environments.c.service_sid, t.environments.c.unique_name).where(
             (t.environments.c.domain_name == domain)
             | ((t.environments.c.service_sid == service.sid) & (t.environments.c.unique_name == unique_name))

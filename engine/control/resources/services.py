@@ -13,8 +13,10 @@ from engine.control import lookup
 from engine.control.accounts import quota
 from engine.control import store as t
 from engine.control.api import account, control
-from engine.control.errors import BadRequest, Conflict, TooMany
-from engine.control.shapes import base_url, boolean, iso, new_sid, optional, page, required
+from engine.control.errors import Conflict, TooMany
+from pydantic import Field, field_validator
+
+from engine.control.shapes import FormModel, base_url, boolean, iso, new_sid, optional, page, parse_form
 
 routes = web.RouteTableDef()
 
@@ -33,22 +35,39 @@ def render(request: web.Request, row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def unique_name(value: str) -> str:
-    lowered = value.lower()
-    if not _UNIQUE_NAME.match(lowered):
-        raise BadRequest(
-            f"UniqueName {value!r} must be 1-50 letters, digits and '-' (not at either end): it becomes part of a domain name"
-        )
-    return lowered
+def _unique_name_rule(value: str) -> str:
+    return f"UniqueName {value!r} must be 1-50 letters, digits and '-' (not at either end): it becomes part of a domain name"
+
+
+class ServiceCreate(FormModel):
+    """`POST /v1/Services`."""
+
+    unique_name: str = Field(alias="UniqueName", max_length=50)
+    friendly_name: str = Field(alias="FriendlyName", max_length=255)
+    include_credentials: bool = Field(default=True, alias="IncludeCredentials")
+    ui_editable: bool = Field(default=False, alias="UiEditable")
+
+    @field_validator("unique_name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not _UNIQUE_NAME.match(value.lower()):
+            raise ValueError(_unique_name_rule(value))
+        return value.lower()
+
+    @field_validator("include_credentials", "ui_editable", mode="before")
+    @classmethod
+    def _true_or_false(cls, value: str) -> bool:
+        lowered = value.lower()
+        if lowered in ("true", "1", "false", "0"):
+            return lowered in ("true", "1")
+        raise ValueError(f"must be true or false (got {value!r})")
 
 
 @routes.post("/v1/Services")
 async def create(request: web.Request) -> web.Response:
-    form = await request.post()
-    name = unique_name(required(form, "UniqueName", 50))
-    friendly = required(form, "FriendlyName")
-    include_credentials = boolean(form, "IncludeCredentials", True)
-    ui_editable = boolean(form, "UiEditable", False)
+    payload = parse_form(ServiceCreate, await request.post())
+    name, friendly = payload.unique_name, payload.friendly_name
+    include_credentials, ui_editable = payload.include_credentials, payload.ui_editable
     ctl, acct, when = control(request), account(request), t.now()
     async with ctl.store.begin() as conn:
         count = await conn.scalar(select(func.count()).select_from(t.services).where(t.services.c.account_sid == acct))
