@@ -149,6 +149,9 @@ def test_owner_alive() -> None:
 
 ECHO_WORKER = r'''
 import json, os, resource, subprocess, sys
+sys.path.insert(0, "/opt/runner")
+from functions_runtime.socket_channel import connect_from_env
+connect_from_env()  # the runner's own entry step: fds 0/1 become the engine's channel socket
 sys.stderr.write("echo worker up\n"); sys.stderr.flush()
 out = sys.stdout.buffer
 
@@ -261,10 +264,13 @@ async def test_hardening_is_in_force(runc_backend: DockerBackend, echo_image: st
     try:
         attrs = client.api.inspect_container(worker.container_id)
         host = attrs["HostConfig"]
-        assert hardening_problems(host, spec, "runc", "none") == []
+        assert hardening_problems(host, spec, "runc", "none", channel_bind=worker.stream.channel.bind) == []
         assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (128 << 20, 128 << 20, 250_000_000, 48)
         assert (host["NetworkMode"], host["ReadonlyRootfs"], host["CapDrop"], host["Init"]) == ("none", True, ["ALL"], True)
         assert attrs["Config"]["User"] == "10001:10001"
+        # The one host mount: this worker's channel directory, read-only, at the channel path.
+        assert [(m["Source"], m["Destination"], m["RW"]) for m in attrs["Mounts"]] == [
+            (str(worker.stream.channel.host_dir), "/run/functions-channel", False)]
         labels = attrs["Config"]["Labels"]
         assert labels[docker_mod.ENGINE_LABEL] == runc_backend.engine_id
         assert (labels[docker_mod.SERVICE_LABEL], labels[docker_mod.BUILD_LABEL]) == ("svc-test", "b1")
@@ -439,7 +445,7 @@ async def test_runsc_round_trip(echo_image: str, client: docker.DockerClient, do
             assert await asyncio.wait_for(worker.read_line(), 30) == b"hello %d" % i
         host = client.api.inspect_container(worker.container_id)["HostConfig"]
         assert host["Runtime"] == "runsc"
-        assert hardening_problems(host, spec, "runsc", "none") == []
+        assert hardening_problems(host, spec, "runsc", "none", channel_bind=worker.stream.channel.bind) == []
         await worker.send(b"probe\n")
         inside = json.loads(await asyncio.wait_for(worker.read_line(), 30))
         assert (inside["uid"], inside["interfaces"], inside["write_tmp"]) == (10001, ["lo"], "ok")
