@@ -523,3 +523,16 @@ async def test_cancelled_spawn_has_removed_its_container_when_the_cancellation_c
             await worker.kill()
         left = await asyncio.to_thread(client.api.containers, all=True, filters=mine)
         assert not left, f"cancelled after {delay} s: {[c['Id'][:12] for c in left]} still there"
+
+
+def test_mount_problems_accept_only_the_channel_directory_read_only() -> None:
+    """The one mount a worker may have is its channel directory, read-only, at the channel path."""
+    from engine.backends.docker_hardening import mount_problems
+
+    bind = "/run/functions-engine/ch/e1/w1:/run/functions-channel:ro"
+    good = [{"Source": "/run/functions-engine/ch/e1/w1", "Destination": "/run/functions-channel", "RW": False}]
+    assert mount_problems(good, bind) == []
+    assert mount_problems([dict(good[0], RW=True)], bind)
+    assert mount_problems(good + [{"Source": "/", "Destination": "/host", "RW": False}], bind)
+    assert mount_problems([dict(good[0], Source="/etc")], bind)
+    assert mount_problems([], bind)

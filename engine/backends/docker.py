@@ -42,7 +42,13 @@ import structlog
 
 from engine import images
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerSpec
-from engine.backends.docker_hardening import WORKER_USER, default_pids_limit, hardening_problems, host_config
+from engine.backends.docker_hardening import (
+    WORKER_USER,
+    default_pids_limit,
+    hardening_problems,
+    host_config,
+    mount_problems,
+)
 from engine.backends.docker_oom import OomEvents
 from engine.backends.docker_reaper import (
     BUILD_LABEL,
@@ -467,8 +473,9 @@ class DockerBackend(Backend):
         finally:
             self.reaper.creating.discard(name)
         try:
-            applied = api.inspect_container(container_id)["HostConfig"]
-            problems = hardening_problems(applied, spec, self.runtime, self.log_driver, channel_bind=channel.bind)
+            attrs = api.inspect_container(container_id)
+            problems = hardening_problems(attrs["HostConfig"], spec, self.runtime, self.log_driver, channel_bind=channel.bind)
+            problems += mount_problems(attrs.get("Mounts") or [], channel.bind)
             if created.get("Warnings"):
                 problems += [f"docker warned: {w}" for w in created["Warnings"]]
             if problems:

@@ -61,6 +61,16 @@ def host_config(spec: WorkerSpec, runtime: str, log_driver: str, channel_bind: s
     )
 
 
+def mount_problems(mounts: list[dict[str, Any]], channel_bind: str) -> list[str]:
+    """How a created container's mounts (inspect's top-level `Mounts`) differ from the one allowed:
+    the channel directory, read-only, at the channel path."""
+    source, destination, _ = channel_bind.split(":")
+    got = [(m.get("Source"), m.get("Destination"), m.get("RW")) for m in mounts or []]
+    if got != [(source, destination, False)]:
+        return [f"mounts are {got!r}, expected only {source} at {destination}, read-only"]
+    return []
+
+
 def hardening_problems(host_config: dict[str, Any], spec: WorkerSpec, runtime: str, log_driver: str,
                        channel_bind: str | None = None) -> list[str]:
     """Every way a created container's HostConfig falls short of the worker hardening (empty = all in force).
