@@ -65,6 +65,19 @@ def test_a_handler_cannot_connect_to_its_channel_socket_again(engine):
     assert after.status_code == 200, after.text
 
 
+def test_a_node_handler_cannot_connect_to_its_channel_socket_or_cut_it_by_closing_fds(engine):
+    """The Node runner uses the socket itself as its protocol stream: a second connect finds
+    nothing, closing fds 0/1 changes nothing, and the environment no longer names the socket."""
+    reply = _get(engine, "/js_reconnect")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["connect"] in ("ENOENT", "ECONNREFUSED"), body
+    assert body["listing"] == [] and body["env"] == [], body
+    for _ in range(3):
+        again = _get(engine, "/js_reconnect")
+        assert again.status_code == 200, again.text
+
+
 def test_a_child_process_cannot_write_frames_to_the_channel(engine):
     """A child tries the socket path and writes a forged `result` to every descriptor it has: the
     reply is the handler's own, and the forged frame is at most the handler's log output."""
