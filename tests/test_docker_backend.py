@@ -536,3 +536,18 @@ def test_mount_problems_accept_only_the_channel_directory_read_only() -> None:
     assert mount_problems(good + [{"Source": "/", "Destination": "/host", "RW": False}], bind)
     assert mount_problems([dict(good[0], Source="/etc")], bind)
     assert mount_problems([], bind)
+
+
+def test_channel_dirs_of_dead_engines_are_reaped_and_no_others(tmp_path: Path) -> None:
+    """A dead engine's channel directories go; this engine's, a live one's and one being made stay."""
+    from engine.backends.docker_channel import ChannelDirs
+
+    mine = ChannelDirs("e-mine", "host/boot/1/1", tmp_path)
+    for engine_id, owner in (("e-mine", "host/boot/1/1"), ("e-live", "live"), ("e-dead", "dead")):
+        channel, listener = ChannelDirs(engine_id, owner, tmp_path).make_sync("w1")
+        listener.close()
+        assert channel.socket_path.exists()
+    (tmp_path / "being-made").mkdir()  # no owner file yet, just made: another engine's, in progress
+    removed = mine.reap_sync(lambda owner: owner == "live")
+    assert [p.name for p in removed] == ["e-dead"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["being-made", "e-live", "e-mine"]

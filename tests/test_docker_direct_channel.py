@@ -244,6 +244,9 @@ def test_warm_workers_serve_through_a_dockerd_restart_and_new_ones_start_once_it
         time.sleep(2)
         gone_at = time.monotonic()
         daemon.stop(stop_signal)
+        # Every pool has live workers: the engine stays ready (they serve without the daemon).
+        readiness = httpx.get(running.admin_url + "/readyz", timeout=10)
+        assert readiness.status_code == 200 and "unreachable" in readiness.text, readiness.text
         time.sleep(3)
         assert not daemon.running
         back_at = time.monotonic()

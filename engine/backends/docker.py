@@ -267,6 +267,7 @@ class DockerBackend(Backend):
         self.reaper = ContainerReaper(self.engine_id, self._where, self._call, lambda: self._api,
                                       lambda container_id: self._workers.pop(container_id, None))
         self.channels = ChannelDirs(self.engine_id, self.reaper.owner)
+        self.reaper.sweep_also = functools.partial(self.channels.reap_sync, owner_alive)
         self._prepare_lock = asyncio.Lock()
         self._oom: OomEvents | None = None
         self.closed = False

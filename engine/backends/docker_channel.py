@@ -30,6 +30,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,14 @@ WORKER_UID = 10001  # docker_hardening.WORKER_USER
 HELLO_MAX_BYTES = 1024  # the hello frame is tiny; a longer first line is refused
 
 OWNER_FILE = "owner"
+UNOWNED_GRACE_S = 60.0  # a directory without an owner file this young may be another engine's, being made
+
+
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return True
 
 
 def channels_root() -> Path:
@@ -103,6 +112,8 @@ class ChannelDirs:
                 owner = ""
             if owner == self.owner or (owner and owner_alive(owner)):  # type: ignore[operator]
                 continue
+            if not owner and _younger_than(entry, UNOWNED_GRACE_S):  # another engine making its directory
+                continue
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
         return removed
@@ -111,8 +122,14 @@ class ChannelDirs:
         """A fresh directory for worker `name` and a listening socket in it (non-blocking)."""
         if not self.engine_dir.is_dir():
             self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
-            self.engine_dir.mkdir(mode=0o711, exist_ok=True)
-            (self.engine_dir / OWNER_FILE).write_text(self.owner + "\n")
+            # Made whole, then renamed into place: a reaper never sees it without its owner.
+            staging = Path(tempfile.mkdtemp(prefix=".new-", dir=self.root))
+            staging.chmod(0o711)
+            (staging / OWNER_FILE).write_text(self.owner + "\n")
+            try:
+                staging.rename(self.engine_dir)
+            except OSError:  # made meanwhile by this engine's other thread
+                shutil.rmtree(staging, ignore_errors=True)
         host_dir = self.engine_dir / name
         host_dir.mkdir(mode=0o700)
         channel = ChannelDir(host_dir, secrets.token_hex(16))
