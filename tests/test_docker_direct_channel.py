@@ -219,8 +219,6 @@ CLIENTS = 4
 def test_warm_workers_serve_through_a_dockerd_restart_and_new_ones_start_once_it_is_back(
     live_restore_daemon, engine_factory, docker_backend, stop_signal
 ):
-    if docker_backend != "docker":
-        pytest.skip("the private daemon runs runc workers; the channel is the same under runsc")
     daemon = live_restore_daemon
     running = engine_factory(f"attacks={ATTACKS}", backend=docker_backend,
                              config={"min_idle": 2, "max_workers": 2}, env={"DOCKER_HOST": daemon.host})
