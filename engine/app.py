@@ -230,7 +230,9 @@ class Engine:
         At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
         failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
         engine is warm before it takes traffic; likewise once the backend is back after an outage.
-        Otherwise only the backend and draining count.
+        Otherwise only the backend and draining count. While the backend is unreachable but every
+        pool still has a live worker, the engine stays ready: the docker backend's workers do not
+        need the daemon to serve (their channel bypasses it), only to start or be removed.
         """
         if self._stopping:
             return False, "shutting down"
@@ -239,9 +241,13 @@ class Engine:
         pools = [(f"{s.name}/{rt}", p) for s in self.services for rt, p in s.pools.items()]
         if self.backend is None or not await self.backend.healthy():
             self._backend_was_down = True
+            if self._warmed and pools and all(p.size > 0 for _, p in pools):
+                return True, (f"ready (backend {self.settings.backend} unreachable: serving on warm workers; "
+                              "new workers wait for it)")
+            self._warmed = False
             return False, f"backend {self.settings.backend} unreachable"
-        if self._backend_was_down:  # back: every pool retries now, and is warm again before traffic
-            self._backend_was_down = self._warmed = False
+        if self._backend_was_down:  # back: every pool retries now; warm again before traffic if it was 503
+            self._backend_was_down = False
             for _, pool in pools:
                 pool.rewarm()
         if not self._warmed:

@@ -115,9 +115,11 @@ class Worker:
                 await self.channel.send(protocol.encode_init(init))
                 ready = await asyncio.shield(self._boot)
         except TimeoutError:
+            waiting = self.channel.waiting_for()
             await self.kill("timeout")
             raise BootstrapError(
                 f"worker did not answer init within bootstrap_timeout_s={timeout_s:g}s"
+                + (f": {waiting}" if waiting else "")
             ) from None
         except WorkerError as exc:
             await self.kill("protocol" if isinstance(exc, ProtocolError) else "crash")

@@ -60,12 +60,15 @@ def docker_cli(*args: str, host: str | None = None, check: bool = True) -> str:
 class SecondDaemon:
     """A dockerd of this module's own in a temp dir: its socket, data, exec root and containerd."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, live_restore: bool = False) -> None:
         self.root = root
         self.host = f"unix://{root}/docker.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         runsc = shutil.which("runsc") or "/usr/bin/runsc"
-        (root / "daemon.json").write_text(json.dumps({"runtimes": {"runsc": {"path": runsc, "runtimeArgs": ["--network=none"]}}}))
+        config: dict = {"runtimes": {"runsc": {"path": runsc, "runtimeArgs": ["--network=none", "--host-uds=open"]}}}
+        if live_restore:  # containers outlive the daemon, as scripts/ensure-docker configures it
+            config["live-restore"] = True
+        (root / "daemon.json").write_text(json.dumps(config))
 
     def start(self, timeout: float = 60) -> None:
         with open(self.root / "dockerd.log", "ab") as log:
@@ -151,13 +154,13 @@ class SecondDaemon:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def second_daemon_with_images() -> Iterator[SecondDaemon]:
+def second_daemon_with_images(live_restore: bool = False) -> Iterator[SecondDaemon]:
     """For a module fixture: a second dockerd with the base and runner images loaded (saves the
     engine a debootstrap); everything on it is removed at the end, and nothing may be left."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         pytest.fail("starting a second dockerd needs root and the dockerd binary (run `make test` as root: it provisions Docker)")
     # Short path: unix socket paths (containerd's included) must stay under 108 bytes.
-    daemon = SecondDaemon(Path(tempfile.mkdtemp(prefix="edt-", dir="/tmp")))
+    daemon = SecondDaemon(Path(tempfile.mkdtemp(prefix="edt-", dir="/tmp")), live_restore=live_restore)
     leftovers: list[str] = []
     try:
         daemon.start()

@@ -149,6 +149,9 @@ def test_owner_alive() -> None:
 
 ECHO_WORKER = r'''
 import json, os, resource, subprocess, sys
+sys.path.insert(0, "/opt/runner")
+from functions_runtime.socket_channel import connect_from_env
+connect_from_env()  # the runner's own entry step: fds 0/1 become the engine's channel socket
 sys.stderr.write("echo worker up\n"); sys.stderr.flush()
 out = sys.stdout.buffer
 
@@ -261,10 +264,13 @@ async def test_hardening_is_in_force(runc_backend: DockerBackend, echo_image: st
     try:
         attrs = client.api.inspect_container(worker.container_id)
         host = attrs["HostConfig"]
-        assert hardening_problems(host, spec, "runc", "none") == []
+        assert hardening_problems(host, spec, "runc", "none", channel_bind=worker.stream.channel.bind) == []
         assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (128 << 20, 128 << 20, 250_000_000, 48)
         assert (host["NetworkMode"], host["ReadonlyRootfs"], host["CapDrop"], host["Init"]) == ("none", True, ["ALL"], True)
         assert attrs["Config"]["User"] == "10001:10001"
+        # The one host mount: this worker's channel directory, read-only, at the channel path.
+        assert [(m["Source"], m["Destination"], m["RW"]) for m in attrs["Mounts"]] == [
+            (str(worker.stream.channel.host_dir), "/run/functions-channel", False)]
         labels = attrs["Config"]["Labels"]
         assert labels[docker_mod.ENGINE_LABEL] == runc_backend.engine_id
         assert (labels[docker_mod.SERVICE_LABEL], labels[docker_mod.BUILD_LABEL]) == ("svc-test", "b1")
@@ -439,7 +445,7 @@ async def test_runsc_round_trip(echo_image: str, client: docker.DockerClient, do
             assert await asyncio.wait_for(worker.read_line(), 30) == b"hello %d" % i
         host = client.api.inspect_container(worker.container_id)["HostConfig"]
         assert host["Runtime"] == "runsc"
-        assert hardening_problems(host, spec, "runsc", "none") == []
+        assert hardening_problems(host, spec, "runsc", "none", channel_bind=worker.stream.channel.bind) == []
         await worker.send(b"probe\n")
         inside = json.loads(await asyncio.wait_for(worker.read_line(), 30))
         assert (inside["uid"], inside["interfaces"], inside["write_tmp"]) == (10001, ["lo"], "ok")
@@ -517,3 +523,31 @@ async def test_cancelled_spawn_has_removed_its_container_when_the_cancellation_c
             await worker.kill()
         left = await asyncio.to_thread(client.api.containers, all=True, filters=mine)
         assert not left, f"cancelled after {delay} s: {[c['Id'][:12] for c in left]} still there"
+
+
+def test_mount_problems_accept_only_the_channel_directory_read_only() -> None:
+    """The one mount a worker may have is its channel directory, read-only, at the channel path."""
+    from engine.backends.docker_hardening import mount_problems
+
+    bind = "/run/functions-engine/ch/e1/w1:/run/functions-channel:ro"
+    good = [{"Source": "/run/functions-engine/ch/e1/w1", "Destination": "/run/functions-channel", "RW": False}]
+    assert mount_problems(good, bind) == []
+    assert mount_problems([dict(good[0], RW=True)], bind)
+    assert mount_problems(good + [{"Source": "/", "Destination": "/host", "RW": False}], bind)
+    assert mount_problems([dict(good[0], Source="/etc")], bind)
+    assert mount_problems([], bind)
+
+
+def test_channel_dirs_of_dead_engines_are_reaped_and_no_others(tmp_path: Path) -> None:
+    """A dead engine's channel directories go; this engine's, a live one's and one being made stay."""
+    from engine.backends.docker_channel import ChannelDirs
+
+    mine = ChannelDirs("e-mine", "host/boot/1/1", tmp_path)
+    for engine_id, owner in (("e-mine", "host/boot/1/1"), ("e-live", "live"), ("e-dead", "dead")):
+        channel, listener = ChannelDirs(engine_id, owner, tmp_path).make_sync("w1")
+        listener.close()
+        assert channel.socket_path.exists()
+    (tmp_path / "being-made").mkdir()  # no owner file yet, just made: another engine's, in progress
+    removed = mine.reap_sync(lambda owner: owner == "live")
+    assert [p.name for p in removed] == ["e-dead"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["being-made", "e-live", "e-mine"]

@@ -104,6 +104,11 @@ class WorkerChannel(abc.ABC):
         """The last bytes the runner itself wrote to its stderr (crash output), for logs."""
         return ""
 
+    def waiting_for(self) -> str | None:
+        """What the channel itself still waits for before frames can flow (the runner connecting to
+        its socket), for a bootstrap timeout's message; None when it is connected or has no such step."""
+        return None
+
 
 class Backend(abc.ABC):
     """Starts workers. One instance per engine; set up and torn down by the engine's lifecycle."""

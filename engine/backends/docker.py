@@ -1,18 +1,22 @@
-"""The docker backend: one hardened container per worker, its stdin/stdout attached as the channel.
+"""The docker backend: one hardened container per worker, a Unix socket of its own as the channel.
 
 The request path through this backend reads off the file list: `docker_hardening.py` says how a
-worker container is created and checks Docker applied it; `docker_stream.py` turns its attach
-socket into the worker channel; this module owns a worker container's life (create, start, kill,
+worker container is created and checks Docker applied it; `docker_channel.py` makes the worker's
+channel directory and socket, bind-mounted read-only into that container alone, and accepts the
+runner's one connection (the frames never pass through dockerd); `docker_stream.py` has the
+framing it shares with the attach socket, which now carries only the runner's crash output; this module owns a worker container's life (create, start, kill,
 remove, why it ended); `docker_reaper.py` finds and removes what is left (orphans, removals that
 failed, an outage) and watches the daemon; `docker_oom.py` follows the daemon's `oom` events.
 
 Lifecycle calls (create, inspect, start, kill, remove, builds) go through a bounded thread pool,
-never the event loop; the data path is the attach socket itself, driven by asyncio.
+never the event loop; the data path is the channel socket itself, driven by asyncio. With
+dockerd's `live-restore`, a warm worker keeps serving while the daemon restarts: only starts and
+removals wait for it.
 
 Docker SDK and `requests` errors are translated once, in `DockerBackend._call`: an unreachable
 daemon becomes `DockerUnreachable`, anything else `BackendError`. While it is unreachable,
 `healthy()` is false (so `/readyz` is 503), spawns fail at once (the pool backs off and retries),
-workers whose channel drops are reported lost (502), and the reaper removes what it could not
+workers whose channel drops while it is away are reported lost (502), and the reaper removes what it could not
 once the daemon answers again.
 """
 
@@ -38,7 +42,13 @@ import structlog
 
 from engine import images
 from engine.backends.base import Backend, ExitInfo, ExitKind, ProgressFn, WorkerChannel, WorkerSpec
-from engine.backends.docker_hardening import WORKER_USER, default_pids_limit, hardening_problems, host_config
+from engine.backends.docker_hardening import (
+    WORKER_USER,
+    default_pids_limit,
+    hardening_problems,
+    host_config,
+    mount_problems,
+)
 from engine.backends.docker_oom import OomEvents
 from engine.backends.docker_reaper import (
     BUILD_LABEL,
@@ -54,7 +64,9 @@ from engine.backends.docker_reaper import (
     Removal,
     root_cause,
 )
-from engine.backends.docker_stream import AttachedStream, detach_socket, open_stream
+from engine.backends.docker_channel import ChannelDir, ChannelDirs, DirectStream, open_stderr
+from engine.backends.docker_reaper import owner_alive
+from engine.backends.docker_stream import detach_socket
 from engine.errors import BackendError
 
 __all__ = [  # what the rest of the engine and the tests use from the docker backend
@@ -81,9 +93,9 @@ class LostExit(ExitInfo):
 
 
 class DockerWorker(WorkerChannel):
-    """One worker container and its attached stdin/stdout."""
+    """One worker container and its channel socket."""
 
-    def __init__(self, backend: DockerBackend, container_id: str, stream: AttachedStream) -> None:
+    def __init__(self, backend: DockerBackend, container_id: str, stream: DirectStream) -> None:
         self.worker_id = stream.worker_id
         self.container_id = container_id
         self._backend = backend
@@ -102,6 +114,9 @@ class DockerWorker(WorkerChannel):
 
     def stderr_tail(self) -> str:
         return self.stream.stderr_tail()
+
+    def waiting_for(self) -> str | None:
+        return self.stream.waiting_for()
 
     async def kill(self) -> None:
         """Close the channel and start removing the container; returns after the first attempt, never raises.
@@ -163,6 +178,7 @@ class DockerWorker(WorkerChannel):
                     raise BackendError(f"worker container {self.worker_id} is being removed by the daemon") from exc
                 raise BackendError(f"cannot remove worker container {self.worker_id}: {exc.explanation or exc}") from exc
             self._removed = True
+            ChannelDirs.remove_sync(self.stream.channel)
             self._backend.reaper.forget(self.container_id)
 
     def _wait_exit_sync(self) -> ExitInfo:
@@ -250,6 +266,8 @@ class DockerBackend(Backend):
         self._workers: dict[str, DockerWorker] = {}
         self.reaper = ContainerReaper(self.engine_id, self._where, self._call, lambda: self._api,
                                       lambda container_id: self._workers.pop(container_id, None))
+        self.channels = ChannelDirs(self.engine_id, self.reaper.owner)
+        self.reaper.sweep_also = functools.partial(self.channels.reap_sync, owner_alive)
         self._prepare_lock = asyncio.Lock()
         self._oom: OomEvents | None = None
         self.closed = False
@@ -281,8 +299,9 @@ class DockerBackend(Backend):
                               f"{ENGINE_LABEL}={self.engine_id}")
         self._oom.start()
         removed = await self.reaper.start(self.reap)
+        dirs = await self._call(self.channels.reap_sync, owner_alive)
         log.info("docker_backend_started", engine_id=self.engine_id, docker_host=self._where, runtime=self.runtime,
-                 reap=self.reap, reaped=len(removed))
+                 reap=self.reap, reaped=len(removed), channel_dirs_reaped=len(dirs), channel_root=str(self.channels.root))
 
     def _connect_sync(self) -> tuple[docker.DockerClient, docker.DockerClient]:
         where = self._where
@@ -350,6 +369,7 @@ class DockerBackend(Backend):
         if self._ping_client is not None:
             self._ping_client.close()
             self._ping_client = None
+        await self._call(self.channels.remove_all_sync)
         self.closed = True
         self._executor.shutdown(wait=True)
         self._health_executor.shutdown(wait=True)
@@ -380,7 +400,7 @@ class DockerBackend(Backend):
             raise BackendError(f"service {spec.service}: no image to run; call prepare() first")
         created = asyncio.ensure_future(self._call(self._create_sync, spec))
         try:
-            container_id, name, sock = await asyncio.shield(created)
+            container_id, name, sock, channel, listener = await asyncio.shield(created)
         except asyncio.CancelledError:
             # The create runs on in its thread: remove whatever it makes once it finishes, and wait for
             # that, so a closed pool (a replaced service) has no container left when close() returns.
@@ -388,29 +408,47 @@ class DockerBackend(Backend):
             await asyncio.shield(asyncio.ensure_future(self._discard_created(created)))
             raise
         try:
-            stream = await open_stream(name, sock, max_frame_bytes)
+            stderr = await open_stderr(sock)
+            stream = DirectStream(name, channel, listener, stderr, max_frame_bytes)
         except BaseException:
             sock.close()
-            await asyncio.shield(self._call(self.reaper.remove_or_defer_sync, container_id))
+            listener.close()
+            await asyncio.shield(self._call(self._discard_sync, container_id, channel))
             raise
         worker = DockerWorker(self, container_id, stream)
         self._workers[container_id] = worker
         return worker
 
-    async def _discard_created(self, created: asyncio.Future[tuple[str, str, socket.socket]]) -> None:
+    async def _discard_created(self, created: asyncio.Future[tuple[str, str, socket.socket, ChannelDir, socket.socket]]) -> None:
         try:
-            container_id, _, sock = await created
+            container_id, _, sock, channel, listener = await created
         except BaseException:  # the create failed (and removed its container) or was itself cancelled
             return
         sock.close()
+        listener.close()
         if not self.closed:
             with contextlib.suppress(Exception):  # closing meanwhile: close() removes it instead
-                await self._call(self.reaper.remove_or_defer_sync, container_id)
+                await self._call(self._discard_sync, container_id, channel)
 
-    def _create_sync(self, spec: WorkerSpec) -> tuple[str, str, socket.socket]:
+    def _discard_sync(self, container_id: str, channel: ChannelDir) -> None:
+        ChannelDirs.remove_sync(channel)
+        self.reaper.remove_or_defer_sync(container_id)
+
+    def _create_sync(self, spec: WorkerSpec) -> tuple[str, str, socket.socket, ChannelDir, socket.socket]:
+        suffix = uuid.uuid4().hex[:10]
+        channel, listener = self.channels.make_sync(suffix)
+        try:
+            container_id, name, sock = self._create_container_sync(spec, suffix, channel)
+        except BaseException:
+            listener.close()
+            ChannelDirs.remove_sync(channel)
+            raise
+        return container_id, name, sock, channel, listener
+
+    def _create_container_sync(self, spec: WorkerSpec, suffix: str, channel: ChannelDir) -> tuple[str, str, socket.socket]:
         api = self._api
-        expected = host_config(spec, self.runtime, self.log_driver)
-        name = f"engine-{images.repo_name(spec.service)}-{spec.runtime}-{uuid.uuid4().hex[:10]}"
+        expected = host_config(spec, self.runtime, self.log_driver, channel_bind=channel.bind)
+        name = f"engine-{images.repo_name(spec.service)}-{spec.runtime}-{suffix}"
         labels = {
             MANAGED_LABEL: "true",
             ENGINE_LABEL: self.engine_id,
@@ -424,7 +462,8 @@ class DockerBackend(Backend):
         try:
             created = api.create_container(
                 spec.image, name=name, user=WORKER_USER, working_dir="/tmp", labels=labels,
-                stdin_open=True, tty=False, host_config=api.create_host_config(**expected),
+                environment=channel.environment, stdin_open=False, tty=False,
+                host_config=api.create_host_config(**expected),
             )
             container_id = created["Id"]
             self.reaper.containers.add(container_id)
@@ -435,8 +474,9 @@ class DockerBackend(Backend):
         finally:
             self.reaper.creating.discard(name)
         try:
-            applied = api.inspect_container(container_id)["HostConfig"]
-            problems = hardening_problems(applied, spec, self.runtime, self.log_driver)
+            attrs = api.inspect_container(container_id)
+            problems = hardening_problems(attrs["HostConfig"], spec, self.runtime, self.log_driver, channel_bind=channel.bind)
+            problems += mount_problems(attrs.get("Mounts") or [], channel.bind)
             if created.get("Warnings"):
                 problems += [f"docker warned: {w}" for w in created["Warnings"]]
             if problems:
@@ -444,7 +484,8 @@ class DockerBackend(Backend):
                     f"service {spec.service}: Docker did not apply the worker limits ({'; '.join(problems)}); "
                     "refusing to run the worker without them"
                 )
-            raw = api.attach_socket(container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            # Only the runner's crash output: the protocol has its own socket.
+            raw = api.attach_socket(container_id, params={"stderr": 1, "stream": 1})
             sock = detach_socket(raw)
             try:
                 api.start(container_id)

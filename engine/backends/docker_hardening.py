@@ -29,7 +29,7 @@ def default_pids_limit(runtime: str) -> int:
     return DEFAULT_PIDS_LIMIT.get(runtime, DEFAULT_PIDS_LIMIT["runc"])
 
 
-def host_config(spec: WorkerSpec, runtime: str, log_driver: str) -> dict[str, Any]:
+def host_config(spec: WorkerSpec, runtime: str, log_driver: str, channel_bind: str | None = None) -> dict[str, Any]:
     """The create_host_config() arguments of one worker: the hardening of DESIGN.md, limits from the spec."""
     limits = spec.limits
     if log_driver == "json-file":
@@ -57,11 +57,27 @@ def host_config(spec: WorkerSpec, runtime: str, log_driver: str) -> dict[str, An
         runtime=runtime,
         ipc_mode="private",
         cgroupns="private",
+        binds=[channel_bind] if channel_bind else None,  # the worker's channel directory, read-only
     )
 
 
-def hardening_problems(host_config: dict[str, Any], spec: WorkerSpec, runtime: str, log_driver: str) -> list[str]:
-    """Every way a created container's HostConfig falls short of the worker hardening (empty = all in force)."""
+def mount_problems(mounts: list[dict[str, Any]], channel_bind: str) -> list[str]:
+    """How a created container's mounts (inspect's top-level `Mounts`) differ from the one allowed:
+    the channel directory, read-only, at the channel path."""
+    source, destination, _ = channel_bind.split(":")
+    got = [(m.get("Source"), m.get("Destination"), m.get("RW")) for m in mounts or []]
+    if got != [(source, destination, False)]:
+        return [f"mounts are {got!r}, expected only {source} at {destination}, read-only"]
+    return []
+
+
+def hardening_problems(host_config: dict[str, Any], spec: WorkerSpec, runtime: str, log_driver: str,
+                       channel_bind: str | None = None) -> list[str]:
+    """Every way a created container's HostConfig falls short of the worker hardening (empty = all in force).
+
+    The one host mount allowed is `channel_bind` (the worker's channel directory), exactly as given:
+    that host path only, at the channel path, read-only.
+    """
     limits = spec.limits
     problems: list[str] = []
 
@@ -93,7 +109,13 @@ def hardening_problems(host_config: dict[str, Any], spec: WorkerSpec, runtime: s
     for name, value in (("nofile", limits.nofile), ("fsize", limits.fsize_bytes), ("core", 0)):
         if ulimits.get(name) != (value, value):
             problems.append(f"ulimit {name} is {ulimits.get(name)!r}, expected {value}")
-    if host_config.get("Binds") or host_config.get("Mounts") or host_config.get("VolumesFrom"):
+    binds = host_config.get("Binds") or []
+    if binds != ([channel_bind] if channel_bind else []):
+        problems.append(f"the container has host mounts: Binds is {binds!r}, expected only the channel "
+                        f"directory {channel_bind!r}")
+    elif channel_bind and not channel_bind.endswith(":ro"):
+        problems.append(f"the channel directory mount {channel_bind!r} is not read-only")
+    if host_config.get("Mounts") or host_config.get("VolumesFrom"):
         problems.append("the container has host mounts")
     for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
         if host_config.get(key) == "host":

@@ -92,6 +92,9 @@ class ContainerReaper:
         self._sweeper: asyncio.Task[None] | None = None
         self._removals: dict[str, Removal] = {}  # container id -> its removal under way
         self._nappers: set[asyncio.Future[None]] = set()  # removals waiting to retry; woken when the daemon is back
+        # Run by the periodic sweep too (blocking, in the executor): the backend's own leftovers of
+        # dead engines that are not containers (their channel directories).
+        self.sweep_also: Callable[[], Any] | None = None
 
     # -- bookkeeping --
 
@@ -258,6 +261,8 @@ class ContainerReaper:
             if not self.reachable:
                 continue
             try:
+                if self.sweep_also is not None:
+                    await self._call(self.sweep_also)
                 removed = await self._call(self.reap_sync, "dead-owners", False)
             except BackendError as exc:
                 log.warning("docker_reap_failed", error=str(exc))

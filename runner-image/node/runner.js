@@ -15,9 +15,12 @@
  * preload loads it once the worker is idle after `ready`.
  */
 
-const { setupProtocolFds } = require('./lib/stdio');
+const { setupProtocolFds, writeCrash } = require('./lib/stdio');
+const { takeChannelEnv, connectChannel } = require('./lib/socket_channel');
 
-const fds = setupProtocolFds();
+// The docker backend's channel socket (taken out of the environment first), or fds 0/1.
+const channelEnv = takeChannelEnv();
+const fds = setupProtocolFds(channelEnv !== null);
 
 // A knob of the runner, not of the handlers: read, then removed from their environment.
 const { idleMsFrom } = require('./lib/preload');
@@ -30,9 +33,22 @@ const { Channel } = require('./lib/channel');
 const { LogSink } = require('./lib/logsink');
 const { serve } = require('./lib/main');
 
-const channel = new Channel(fds.outFd);
-const sink = new LogSink(channel);
-const capture = installCapture(sink, fds.rawStdoutFd, fds.rawStderrFd);
-processGuard.install();
+function start(outFd, input) {
+  const channel = new Channel(outFd);
+  const sink = new LogSink(channel);
+  const capture = installCapture(sink, fds.rawStdoutFd, fds.rawStderrFd);
+  processGuard.install();
+  serve({ channel, sink, capture, notes: fds.notes, preloadIdleMs }, input);
+}
 
-serve({ channel, sink, capture, notes: fds.notes, preloadIdleMs }, fds.inFd);
+if (channelEnv === null) {
+  start(fds.outFd, fds.inFd);
+} else {
+  connectChannel(channelEnv, (err, conn) => {
+    if (err) {
+      writeCrash(`runner: cannot connect to the engine's channel socket ${channelEnv.path}: ${err.message}\n`);
+      process.exit(1);
+    }
+    start(conn.fd, conn.socket);
+  });
+}

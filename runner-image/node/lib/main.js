@@ -82,8 +82,9 @@ class Runner {
   }
 }
 
-/** A readable stream over the protocol input descriptor (a pipe, a socket, or a file). */
+/** A readable stream over the protocol input descriptor (a pipe, a socket, or a file), or the channel socket itself. */
 function inputStream(fd) {
+  if (typeof fd === 'object' && fd !== null) return fd; // already a stream: the channel socket
   let st = null;
   try {
     st = fs.fstatSync(fd);

@@ -96,7 +96,8 @@ function detachStdin() {
  * notes}`: the raw*Fd are `{readFd, markerFd}` of the FIFOs behind fds 1 and 2 (null when that fd
  * was left alone), crashFd is where the runner writes its own errors; notes explain any fallback.
  */
-function setupProtocolFds() {
+function setupProtocolFds(onSocket = false) {
+  if (onSocket) return setupAroundSocket();
   const notes = [];
   let outFd = reopen(1, O_WRONLY | O_APPEND);
   let crashFd = reopen(2, O_WRONLY | O_APPEND);
@@ -133,6 +134,35 @@ function setupProtocolFds() {
   }
   crashDescriptor = crashFd;
   return { inFd, outFd, crashFd, rawStdoutFd, rawStderrFd, notes };
+}
+
+/**
+ * The protocol runs on the channel socket (lib/socket_channel.js), not on fds 0/1: fds 1 and 2
+ * become capture FIFOs all the same, fd 0 /dev/null. inFd/outFd are null (the caller fills them in
+ * once connected).
+ */
+function setupAroundSocket() {
+  const notes = [];
+  let crashFd = reopen(2, O_WRONLY | O_APPEND);
+  if (crashFd === null) {
+    crashFd = 2;
+    notes.push('stderr could not be reopened: raw writes to fd 2 are not logged');
+  }
+  const targets = crashFd === 2 ? [1] : [1, 2];
+  const ends = divert(targets);
+  let rawStdoutFd = null;
+  let rawStderrFd = null;
+  if (ends === null) {
+    if (crashFd !== 2) fs.closeSync(crashFd);
+    crashFd = 2;
+    notes.push('fds 1 and 2 could not be diverted (no mkfifo or no writable tmpdir): raw writes to them are not logged');
+  } else {
+    rawStdoutFd = ends[0];
+    if (targets.length === 2) rawStderrFd = ends[1];
+  }
+  if (!detachStdin()) notes.push('fd 0 could not be pointed at /dev/null');
+  crashDescriptor = crashFd;
+  return { inFd: null, outFd: null, crashFd, rawStdoutFd, rawStderrFd, notes };
 }
 
 let crashDescriptor = 2;

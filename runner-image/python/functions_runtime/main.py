@@ -15,7 +15,7 @@ from typing import Any
 from . import plumbing as plumbing_mod
 from .framing import BadFrame, decode_line
 from .plumbing import Plumbing
-from . import descendants
+from . import descendants, socket_channel
 from .cleanliness import track_raw_threads
 from .preload import Preloader
 from .signals import SignalGuard
@@ -84,6 +84,7 @@ class Runner:
 
 def main() -> None:
     sys.dont_write_bytecode = True
+    socket_channel.connect_from_env()  # the docker backend's channel: fds 0/1 become its socket
     # As PID 1 in a container SIGTERM would be ignored by default; the engine may use it to stop us.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(128 + signal.SIGTERM))
     # Orphaned descendants (`sh -c "cmd &"`) re-parent to the runner, so clean-up sees them.
