@@ -235,14 +235,21 @@ def test_engine_container_security_context_is_restricted() -> None:
     assert "emptyDir" in next(v for v in pod["volumes"] if v["name"] == tmp["name"])
 
 
-def test_engine_reaches_only_its_node_docker_socket() -> None:
-    """The one hostPath is the engine-only daemon's socket directory, and DOCKER_HOST points into it."""
+def test_engine_reaches_only_its_node_docker_socket_and_channel_directory() -> None:
+    """Two hostPaths only: the engine-only daemon's socket directory (DOCKER_HOST points into it) and
+    the worker channel directory, mounted at the host's own path so the daemon can bind-mount the
+    per-worker directories the engine makes there (ENGINE_CHANNEL_ROOT)."""
     pod = resource("Deployment")["spec"]["template"]["spec"]
-    host_paths = [v for v in pod["volumes"] if "hostPath" in v]
-    assert len(host_paths) == 1 and host_paths[0]["hostPath"]["type"] == "Directory"
-    socket_dir = host_paths[0]["hostPath"]["path"]
+    host_paths = {v["name"]: v["hostPath"] for v in pod["volumes"] if "hostPath" in v}
+    assert set(host_paths) == {"docker", "channels"}, host_paths
+    assert all(h["type"] == "Directory" for h in host_paths.values())
+    socket_dir = host_paths["docker"]["path"]
     env = {e["name"]: e.get("value") for e in engine_container()["env"]}
     assert env["DOCKER_HOST"] == f"unix://{socket_dir}/docker.sock"
+    mounts = {m["name"]: m for m in engine_container()["volumeMounts"]}
+    channel_dir = host_paths["channels"]["path"]
+    assert mounts["channels"]["mountPath"] == channel_dir == env["ENGINE_CHANNEL_ROOT"]
+    assert channel_dir != socket_dir and not channel_dir.startswith(socket_dir + "/")
     assert pod["nodeSelector"] and pod["tolerations"], "the engine runs on the dedicated node pool only"
     anti = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["topologyKey"] == "kubernetes.io/hostname", "one engine per node: each needs its own daemon"
