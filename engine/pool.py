@@ -39,6 +39,10 @@ from engine.worker import Worker, WorkerState
 
 log = structlog.get_logger("engine.pool")
 
+#: How long a closing pool of a deployed service holds its account-quota places for its containers
+#: to be removed (then they are released; the backend goes on removing).
+_QUOTA_RELEASE_WAIT_S = 10.0
+
 
 @dataclass(frozen=True)
 class PoolSettings:
@@ -379,6 +383,13 @@ class Pool:
         self._idle.clear()
         self._gauges.close()
         if self.quota is not None:
+            # The account's places stay held until the containers are gone, not just killed: a
+            # redeploy at the quota must not start the new build's worker beside the old one's.
+            try:
+                async with asyncio.timeout(_QUOTA_RELEASE_WAIT_S):
+                    await asyncio.gather(*(w.channel.wait_removed() for w in workers), return_exceptions=True)
+            except TimeoutError:
+                log.warning("pool_close_removal_slow", pool=self.name, waited_s=_QUOTA_RELEASE_WAIT_S)
             self.quota.pools.discard(self)
             self.quota.freed()
 
