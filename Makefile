@@ -12,7 +12,7 @@ API_PORT ?= 3002
 DATA_DIR ?= .engine-data
 PYTEST_ARGS ?=
 
-.PHONY: serve test venv docker images bench clean
+.PHONY: serve test venv docker postgres images bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ venv: $(STAMP)
 # Provision a Docker daemon (installs docker.io + runsc as root on Debian if none is reachable).
 docker:
 	@scripts/ensure-docker
+
+# Provision a PostgreSQL server on 127.0.0.1 for the shared-store tests (Debian's postgresql, as root
+# on Debian if none runs); prints its admin URL. `make serve` needs none: its store is SQLite.
+postgres:
+	@scripts/ensure-postgres
 
 # Build the local base image and the runner images (cached by content hash).
 images: venv docker
@@ -45,9 +50,10 @@ serve: venv
 	 exec $(PY) -m engine serve examples=$(PROJECT) --port $(PORT) --admin-port $(ADMIN_PORT) --api-port $(API_PORT) \
 	   --data-dir $(DATA_DIR) --backend $$backend --log-format console
 
-# The whole suite, the docker backend included. pytest's exit code 5 (no tests ran) is a failure.
+# The whole suite, the docker backend and PostgreSQL included. pytest's exit code 5 (no tests ran) is a failure.
 test: venv docker images
-	@set +e; $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@url=$$(scripts/ensure-postgres) || exit 1; \
+	 set +e; ENGINE_TEST_DATABASE_URL=$$url $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The load generator is Debian's wrk; installed here when missing (root on Debian).

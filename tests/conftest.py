@@ -22,6 +22,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from tests.postgres import pg_url  # noqa: F401  (a fresh PostgreSQL database per test)
+
 REPO = Path(__file__).resolve().parent.parent
 PROJECTS = Path(__file__).resolve().parent / "projects"
 EXAMPLES = REPO / "examples"

@@ -198,12 +198,26 @@ def now() -> datetime:
 
 
 def database_url(data_dir: Path | None, url: str | None) -> str:
-    """`--database-url` as given, else the embedded SQLite file in `--data-dir`."""
+    """`--database-url` (a plain `postgresql://` URL gets the asyncpg driver), else the embedded
+    SQLite file in `--data-dir`."""
     if url:
-        return url
+        return normalise_url(url)
     if data_dir is None:
         raise ConfigError("the control store needs --data-dir DIR or --database-url URL (ENGINE_DATA_DIR / ENGINE_DATABASE_URL)")
     return f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'engine.db'}"
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://…` and `postgres://…` (what operators and managed services hand out) select
+    the async driver this package ships; any explicit `+driver` is kept."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme):]
+    return url
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql", "postgres"))
 
 
 def _make_sqlite_dir(url: str) -> None:
