@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 #: Exit status after a second signal cut the drain short (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
+#: Exit status when the control store cannot be used (bad URL, unreachable, schema to migrate or unknown).
+EXIT_STORE = 2
 
 
 async def serve(settings: Settings) -> int:
@@ -110,6 +112,17 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     code = 1
     try:
+        if settings.api_port is not None:
+            from engine.control.listener import ControlPlane
+            from engine.control.store import StoreError
+
+            control = ControlPlane(settings, engine)
+            try:
+                await control.open_store()  # first: a store this engine must not run on stops it before anything starts
+            except StoreError as exc:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                code = EXIT_STORE
+                return code
         try:
             await engine.start()
         except EngineError as exc:
@@ -125,10 +138,7 @@ async def serve(settings: Settings) -> int:
         for line in engine.urls:
             print(f"  {line}", flush=True)
         print(f"Admin: http://{settings.host}:{settings.admin_port}/healthz /readyz /metrics", flush=True)
-        if settings.api_port is not None:
-            from engine.control.listener import ControlPlane
-
-            control = ControlPlane(settings, engine)
+        if control is not None:
             try:
                 await control.start()
             except (EngineError, OSError) as exc:

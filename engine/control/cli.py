@@ -63,12 +63,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+#: The largest quota the store's INTEGER columns hold (PostgreSQL's is 32-bit).
+MAX_QUOTA = 2**31 - 1
+#: Account and key names at most, in characters (the store's column width).
+MAX_NAME_CHARS = 64
+
+
 def _quota_flags(args: argparse.Namespace) -> dict[str, int | None]:
     values = {column: getattr(args, column, None) for column in t.QUOTAS}
     for column, value in values.items():
-        if value is not None and value < 0:
-            raise LookupError(f"--{column.replace('_', '-')} must be 0 (engine-wide setting) or more (got {value})")
+        if value is not None and not 0 <= value <= MAX_QUOTA:
+            raise LookupError(f"--{column.replace('_', '-')} must be 0 (engine-wide setting) up to {MAX_QUOTA} (got {value})")
     return values
+
+
+def _name(value: str, what: str) -> str:
+    if not value or len(value) > MAX_NAME_CHARS:
+        raise LookupError(f"{what} must be 1 to {MAX_NAME_CHARS} characters (got {len(value)})")
+    return value
 
 
 async def _account(conn: Any, ref: str) -> str:
@@ -81,12 +93,19 @@ async def _account(conn: Any, ref: str) -> str:
 async def _run(args: argparse.Namespace, url: str) -> int:
     store = t.Store(url)
     try:
-        await store.upgrade()
         if args.command == "db":
-            print(f"store at {url.split('@')[-1]} is at the newest schema")
+            await store.prepare(upgrade=True)
+            verdict = await store.verdict()
+            if verdict.kind == "newer":
+                print(f"store at {t.describe(url)} is at schema {verdict.revision}, newer than this engine's "
+                      f"{verdict.head} and still compatible with it: nothing to do")
+            else:
+                print(f"store at {t.describe(url)} is at the newest schema ({verdict.revision})")
             return 0
+        await store.prepare()  # the embedded store migrates itself; PostgreSQL must be at this engine's schema
         async with store.begin() as conn:
             if args.verb == "create":
+                _name(args.name, "the account name")
                 if await acc.find_account(conn, args.name) is not None:
                     raise LookupError(f"an account named {args.name!r} already exists")
                 made = await acc.create_account(conn, args.name)
@@ -110,7 +129,7 @@ async def _run(args: argparse.Namespace, url: str) -> int:
                 await acc.delete_account(conn, sid)
                 print(json.dumps({"deleted": sid}))
             elif args.verb == "create-key":
-                made = await acc.create_key(conn, await _account(conn, args.account), args.name)
+                made = await acc.create_key(conn, await _account(conn, args.account), _name(args.name, "--name"))
                 print(json.dumps({"sid": made.sid, "secret": made.secret}))
         return 0
     finally:

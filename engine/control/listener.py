@@ -29,10 +29,18 @@ class ControlPlane:
         self._runner: web.AppRunner | None = None
         self.url = ""
 
-    async def start(self) -> None:
+    async def open_store(self) -> None:
+        """Open the store and check its schema (StoreError: unreachable, or a schema this engine
+        must not run on). Called before anything else starts, so a bad store costs nothing."""
         s = self.settings
         self.store = Store(database_url(s.data_dir, s.database_url))
-        await self.store.upgrade()
+        await self.store.prepare()
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.store is None:
+            await self.open_store()
+        assert self.store is not None
         work_dir = Path(s.data_dir) if s.data_dir else Path(tempfile.mkdtemp(prefix="engine-control-"))
         self.builder = Builder(self.store, self.engine, work_dir)
         self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)

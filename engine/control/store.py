@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from sqlalchemy import (
     Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, event, insert, select,
+    UniqueConstraint, event, select,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from engine.errors import ConfigError
+from engine.control import schema
+from engine.errors import ConfigError, EngineError
+
+log = structlog.get_logger("engine.control")
 
 metadata = MetaData()
 
@@ -220,6 +229,50 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql", "postgres"))
 
 
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`: the only form of a store URL that is ever
+    printed or logged (an unparsable URL is masked by pattern)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _PASSWORD.sub(r"\1***@", url)
+
+
+def describe(url: str) -> str:
+    """`HOST:PORT/DB` of a server store, the file of the embedded one: where, for people."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return mask_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or "(memory)"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+
+
+def _scrub(message: str, url: str) -> str:
+    """A driver's message with the URL's password removed, should it ever repeat it."""
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        password = None
+    return message.replace(str(password), "***") if password else message
+
+
+class StoreError(EngineError):
+    """The control store cannot be used: bad URL, unreachable, or a schema this engine must not
+    run on. One line, the URL masked, saying what to do; `serve` and the CLI exit 2."""
+
+
+def _upgrade_command(url: str) -> str:
+    if url.startswith("sqlite"):
+        return f"python -m engine db upgrade --data-dir {Path(describe(url)).parent}"
+    return f"python -m engine db upgrade --database-url {mask_url(url)}"
+
+
 def _make_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite"):
         Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +282,11 @@ def open_engine(url: str) -> AsyncEngine:
     """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
     is_sqlite = url.startswith("sqlite")
     _make_sqlite_dir(url)
-    db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    try:
+        db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise StoreError(f"{mask_url(url)} is not a control store URL this engine can open ({_scrub(str(exc), url)}); "
+                         "use postgresql://USER:PASSWORD@HOST:PORT/DB, or --data-dir DIR for the embedded store") from None
     if is_sqlite:
         @event.listens_for(db.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -241,7 +298,10 @@ def open_engine(url: str) -> AsyncEngine:
 
 
 def migrate(url: str, revision: str = "head") -> None:
-    """Run the packaged Alembic migrations up to `revision` (blocking: call from a thread)."""
+    """Run the packaged Alembic migrations up to `revision` (blocking: call from a thread).
+
+    Idempotent, and safe to run from several processes at once: on PostgreSQL env.py holds an
+    advisory lock for the whole upgrade, and the others then find nothing to do."""
     from alembic import command
     from alembic.config import Config
 
@@ -262,6 +322,39 @@ class Store:
     async def upgrade(self) -> None:
         await asyncio.to_thread(migrate, self.url)
 
+    async def verdict(self) -> schema.Verdict:
+        """Where the store's schema stands for this engine; an unreachable store is a StoreError."""
+        try:
+            async with self.db.connect() as conn:
+                state = await conn.run_sync(schema.read_state)
+        except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
+            reason = _scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__, self.url)
+            raise StoreError(f"cannot open the control store at {mask_url(self.url)}: {reason}; check the URL "
+                             "(--database-url, ENGINE_DATABASE_URL or database_url in the config file) and that "
+                             "the server is running and reachable from here") from None
+        return schema.judge(state)
+
+    async def prepare(self, *, upgrade: bool | None = None) -> None:
+        """Make sure this engine may run on the store. `upgrade=None`: the embedded SQLite store
+        migrates itself, a PostgreSQL one must have been migrated by `db upgrade` (else StoreError);
+        `upgrade=True`: migrate in any case (the `db upgrade` command)."""
+        verdict = await self.verdict()
+        where = describe(self.url)
+        if verdict.kind == "unknown":
+            raise StoreError(f"the store at {where} is at schema {verdict.revision}, which this engine (schema {verdict.head}) "
+                             "does not know (newer engine?): upgrade the engine or point it at the right database")
+        if verdict.kind == "newer":
+            log.warning("store_schema_newer", store=where, schema=verdict.revision, engine_schema=verdict.head,
+                        compatible_from=verdict.compatible_from)
+            return
+        if verdict.kind == "behind":
+            migrate_now = upgrade if upgrade is not None else not is_postgres(self.url)
+            if not migrate_now:
+                at = f"at schema {verdict.revision}" if verdict.revision else "empty (no schema)"
+                raise StoreError(f"the store at {where} is {at}; this engine needs {verdict.head}: "
+                                 f"run `{_upgrade_command(self.url)}` (with the password), then start again")
+            await self.upgrade()
+
     def begin(self):  # type: ignore[no-untyped-def]
         return self.db.begin()
 
@@ -276,9 +369,21 @@ async def put_blob(conn: AsyncConnection, data: bytes) -> str:
     """Store `data` once by its sha256 (identical uploads share one row); returns the hash."""
     digest = hashlib.sha256(data).hexdigest()
     found = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == digest))
-    if found is None:
-        await conn.execute(insert(blobs).values(sha256=digest, size_bytes=len(data), data=data, date_created=now()))
+    if found is None:  # another writer may store the same bytes meanwhile: theirs is as good
+        await conn.execute(_insert_for(conn)(blobs).values(sha256=digest, size_bytes=len(data), data=data, date_created=now())
+                           .on_conflict_do_nothing(index_elements=[blobs.c.sha256]))
     return digest
+
+
+def _insert_for(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (both SQLite and PostgreSQL do)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 async def get_blob(conn: AsyncConnection, digest: str) -> bytes:

@@ -15,6 +15,10 @@ revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
+# The oldest revision whose engines still read and write this schema correctly (engine/control/schema.py):
+# an additive change (a new table, a nullable column) keeps the previous migration's value, so old
+# replicas keep running during a rolling upgrade; anything older engines would get wrong: this revision.
+compatible_from = ${repr(up_revision)}
 
 
 def upgrade() -> None:

@@ -15,6 +15,8 @@ revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
+# Additive (nullable columns): engines of schema 0001 still run on it (engine/control/schema.py).
+compatible_from = '0001'
 
 
 def upgrade() -> None:
