@@ -43,6 +43,12 @@ class Served:
     function_sids: Mapping[str, str]  # function name (URL path without "/") → ZH
 
 
+def storable(text: str) -> str:
+    """Text every store accepts: PostgreSQL's text holds no NUL and no database takes a lone
+    surrogate (a handler may print either); one such line must not lose its whole batch."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 class LogSink:
     def __init__(self, store: t.Store, max_entries: int, retention_s: float) -> None:
         self.store = store
@@ -79,7 +85,7 @@ class LogSink:
         function = event.get("function")
         if kind == "handler_log":
             level = _LEVELS.get(str(event.get("stream_level")), "info")
-            message = str(event.get("message", ""))[:4096]
+            message = storable(str(event.get("message", ""))[:4096])
         else:
             status = event.get("status", 0)
             level = "error" if isinstance(status, int) and status >= 500 else "info"

@@ -59,6 +59,8 @@ def optional(form: MultiMapping[str], name: str, max_len: int = 255) -> str | No
         raise BadRequest(f"parameter {name} must be a text field, not a file")
     if len(value) > max_len:
         raise BadRequest(f"parameter {name} is longer than {max_len} characters")
+    if "\x00" in value:  # PostgreSQL's text cannot hold it (and no environment variable can)
+        raise BadRequest(f"parameter {name} contains a NUL character")
     return value
 
 

@@ -19,7 +19,7 @@ import structlog
 
 from sqlalchemy import (
     Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, event, select,
+    TypeDecorator, UniqueConstraint, event, select,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -35,6 +35,25 @@ metadata = MetaData()
 SID = 34  # two-letter prefix + 32 hex digits, as the hosted API
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime in and out on every database. PostgreSQL's timestamptz hands back
+    aware values, SQLite (no zone type) naive ones; code and comparisons see one kind. A naive
+    value written is taken as UTC. The column itself is DateTime(timezone=True), as migrated."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 def _sid_column(name: str = "sid") -> Column:
     return Column(name, String(SID), primary_key=True)
 
@@ -46,8 +65,8 @@ def _owner() -> Column:
 
 def _dates() -> list[Column]:
     return [
-        Column("date_created", DateTime(timezone=True), nullable=False),
-        Column("date_updated", DateTime(timezone=True), nullable=False),
+        Column("date_created", UtcDateTime(), nullable=False),
+        Column("date_updated", UtcDateTime(), nullable=False),
     ]
 
 
@@ -140,7 +159,7 @@ blobs = Table(
     Column("sha256", String(64), primary_key=True),
     Column("size_bytes", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
-    Column("date_created", DateTime(timezone=True), nullable=False),
+    Column("date_created", UtcDateTime(), nullable=False),
 )
 
 versions = Table(
@@ -156,7 +175,7 @@ versions = Table(
     Column("content_type", String(255), nullable=False),
     Column("blob_sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
     Column("size_bytes", Integer, nullable=False),
-    Column("date_created", DateTime(timezone=True), nullable=False),
+    Column("date_created", UtcDateTime(), nullable=False),
 )
 
 builds = Table(
@@ -198,7 +217,7 @@ logs = Table(
     Column("request_sid", String(SID), nullable=True),
     Column("level", String(8), nullable=False),
     Column("message", Text, nullable=False),
-    Column("date_created", DateTime(timezone=True), nullable=False),
+    Column("date_created", UtcDateTime(), nullable=False),
 )
 
 

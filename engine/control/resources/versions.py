@@ -133,6 +133,8 @@ def make_routes(kind: str) -> web.RouteTableDef:
             limit = await quota(conn, acct, "max_version_bytes", ctl.settings)
         fields, content, filename, content_type = await read_upload(request, limit)
         path = check_path(fields.get("Path") or "", kind)
+        if "\x00" in filename or "\x00" in content_type:  # PostgreSQL's text cannot hold it
+            raise BadRequest("the Content part's filename or Content-Type contains a NUL character")
         visibility = fields.get("Visibility", "")
         if visibility not in VISIBILITIES:
             raise BadRequest(f"Visibility must be one of {', '.join(VISIBILITIES)} (got {visibility!r})")
