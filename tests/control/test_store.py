@@ -9,7 +9,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -20,16 +19,9 @@ from engine.control import store as t
 from engine.control.cli import MAX_QUOTA
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
+from tests.control.stores import store_url  # noqa: F401  (a fixture: SQLite and PostgreSQL)
 
 OWNED = (t.api_keys, t.services, t.environments, t.variables, t.entries, t.versions, t.builds, t.deployments, t.logs)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The store's URL as the engine builds it: the embedded file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return t.database_url(tmp_path / "data", None)
-    return t.database_url(None, request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
