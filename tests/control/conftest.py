@@ -38,10 +38,12 @@ class ControlEngine:
     engine: RunningEngine
     api: str
     data_dir: Path
+    database_url: str | None = None  # the store, when not the embedded one in data_dir
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        store = ["--database-url", self.database_url] if self.database_url else []
         return subprocess.run(
-            [sys.executable, "-m", "engine", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "engine", *args, "--data-dir", str(self.data_dir), *store],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
 
@@ -55,11 +57,19 @@ class ControlEngine:
 def start_control_engine(
     factory: EngineLauncher, data_dir: Path, backend: str = "process", config: dict[str, Any] | None = None,
     projects: tuple[str | Path, ...] = (),
+    database_url: str | None = None,
 ) -> ControlEngine:
-    """`projects`: folder services served beside the deployed ones (by Host only)."""
+    """`projects`: folder services served beside the deployed ones (by Host only). `database_url`:
+    the store on PostgreSQL (migrated first with `db upgrade`, as operators do), builds in data_dir."""
     api_port = free_port()
+    store = []
+    if database_url:
+        done = subprocess.run([sys.executable, "-m", "engine", "db", "upgrade", "--database-url", database_url],
+                              capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+        store = ["--database-url", database_url]
     engine = factory(*projects, backend=backend, config=config,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir)])
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:
@@ -67,7 +77,7 @@ def start_control_engine(
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    return ControlEngine(engine, api, data_dir)
+    return ControlEngine(engine, api, data_dir, database_url)
 
 
 @pytest.fixture

@@ -1,14 +1,30 @@
-"""The resources' shapes, driven by the official Python `twilio` library and plain HTTP."""
+"""The resources' shapes, driven by the official Python `twilio` library and plain HTTP, on both
+stores: the embedded SQLite one and PostgreSQL."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.control.conftest import ControlEngine, error, make_service, ok, upload
+from tests.conftest import EngineLauncher
+from tests.control.conftest import ControlEngine, error, make_service, ok, start_control_engine, upload
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the embedded store in data_dir; else a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else None
+
+
+@pytest.fixture
+def control_engine(engine_factory: EngineLauncher, tmp_path: Path, database_url: str | None) -> Iterator[ControlEngine]:
+    yield start_control_engine(engine_factory, tmp_path / "data", database_url=database_url)
 
 SID = re.compile(r"^[A-Z]{2}[0-9a-f]{32}$")
 
@@ -136,14 +152,12 @@ def test_a_build_that_cannot_be_prepared_fails_and_says_why(control_engine: Cont
         assert "leftpad" in (done["error"] or ""), done
 
 
-def test_state_survives_a_restart_on_the_same_store(engine_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.control.conftest import start_control_engine
-
-    first = start_control_engine(engine_factory, tmp_path / "data")
+def test_state_survives_a_restart_on_the_same_store(engine_factory, tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    first = start_control_engine(engine_factory, tmp_path / "data", database_url=database_url)
     account = first.account("team-a")
     with account.client() as c:
         sid = make_service(c)["sid"]
     first.engine.stop()
-    second = start_control_engine(engine_factory, tmp_path / "data")
+    second = start_control_engine(engine_factory, tmp_path / "data", database_url=database_url)
     with httpx.Client(base_url=second.api, auth=account.auth) as c:
         assert [s["sid"] for s in ok(c.get("/Services"))["services"]] == [sid]
