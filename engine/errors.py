@@ -3,6 +3,7 @@
     EngineError
     ├── ConfigError            bad settings or config file (start-up; names the key)
     ├── ProjectError           a project cannot be loaded (names the files)
+    ├── StoreError             the control store cannot be used: bad URL, unreachable, schema (engine/control/store.py)
     ├── BackendError           a backend cannot do its job (docker gone, image build failed)
     │   └── ImageBuildError
     ├── WorkerError            a worker failed an invocation (→ 502)

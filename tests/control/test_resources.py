@@ -161,3 +161,44 @@ def test_state_survives_a_restart_on_the_same_store(engine_factory, tmp_path, da
     second = start_control_engine(engine_factory, tmp_path / "data", database_url=database_url)
     with httpx.Client(base_url=second.api, auth=account.auth) as c:
         assert [s["sid"] for s in ok(c.get("/Services"))["services"]] == [sid]
+
+
+def test_text_with_a_nul_character_is_refused_with_400_and_stores_nothing(control_engine: ControlEngine) -> None:
+    """PostgreSQL's text cannot hold NUL: any field carrying one is a 400 on both stores, never a 500."""
+    account = control_engine.account("team-a")
+    with account.client() as c:
+        error(c.post("/Services", data={"UniqueName": "shop", "FriendlyName": "Sh\x00op"}), 400, "FriendlyName", "NUL")
+        service = make_service(c)["sid"]
+        environment = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": "dev", "DomainSuffix": "dev"}), 201)["sid"]
+        variables = f"/Services/{service}/Environments/{environment}/Variables"
+        error(c.post(variables, data={"Key": "A", "Value": "x\x00y"}), 400, "Value", "NUL")
+        assert ok(c.get(variables))["variables"] == []
+        entry = ok(c.post(f"/Services/{service}/Functions", data={"FriendlyName": "/hi"}), 201)["sid"]
+        boundary = "nulboundary"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"Path\"\r\n\r\n/hi\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"Visibility\"\r\n\r\npublic\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"Content\"; filename*=utf-8''hi%00.js\r\n"
+                "Content-Type: application/javascript\r\n\r\nexports.handler = () => {};\r\n"
+                f"--{boundary}--\r\n").encode()
+        refused = c.post(f"/Services/{service}/Functions/{entry}/Versions", content=body,
+                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        error(refused, 400, "NUL")
+        assert ok(c.get(f"/Services/{service}/Functions/{entry}/Versions"))["function_versions"] == []
+
+
+def test_two_clients_creating_the_same_service_at_once_get_one_201_and_one_409(control_engine: ControlEngine) -> None:
+    """The unique constraint, not a check before the write, decides: on PostgreSQL the loser's driver
+    error must still be the API's 409."""
+    import concurrent.futures
+
+    account = control_engine.account("team-a")
+    for round_ in range(3):
+        name = f"race{round_}"
+
+        def create(_: int, name: str = name) -> int:
+            with account.client() as c:
+                return c.post("/Services", data={"UniqueName": name, "FriendlyName": "Race"}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            statuses = sorted(pool.map(create, range(4)))
+        assert statuses == [201, 409, 409, 409], (name, statuses)
