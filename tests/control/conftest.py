@@ -64,9 +64,9 @@ def start_control_engine(
     api_port = free_port()
     store = []
     if database_url:
-        done = subprocess.run([sys.executable, "-m", "engine", "db", "upgrade", "--database-url", database_url],
-                              capture_output=True, text=True, timeout=120, cwd=REPO)
-        assert done.returncode == 0, done.stderr
+        from engine.control.store import migrate, normalise_url
+
+        migrate(normalise_url(database_url))  # what `db upgrade` runs, without a process of its own
         store = ["--database-url", database_url]
     engine = factory(*projects, backend=backend, config=config,
                      args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
