@@ -197,9 +197,9 @@ def test_text_with_a_nul_character_is_refused_with_400_and_stores_nothing(contro
 
 
 @BOTH
-def test_two_clients_creating_the_same_service_at_once_get_one_201_and_one_409(control_engine: ControlEngine) -> None:
+def test_two_clients_creating_the_same_service_at_once_get_one_201_and_409s_as_does_every_taken_name(control_engine: ControlEngine) -> None:
     """The unique constraint, not a check before the write, decides: on PostgreSQL the loser's driver
-    error must still be the API's 409."""
+    error must still be the API's 409, for services, environments and variables alike."""
     import concurrent.futures
 
     account = control_engine.account("team-a")
@@ -213,3 +213,15 @@ def test_two_clients_creating_the_same_service_at_once_get_one_201_and_one_409(c
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             statuses = sorted(pool.map(create, range(4)))
         assert statuses == [201, 409, 409, 409], (name, statuses)
+    with account.client() as c:
+        service = make_service(c)["sid"]
+        environments = f"/Services/{service}/Environments"
+        env = ok(c.post(environments, data={"UniqueName": "dev", "DomainSuffix": "dev"}), 201)["sid"]
+        error(c.post(environments, data={"UniqueName": "dev", "DomainSuffix": "other"}), 409, "dev")
+        error(c.post(environments, data={"UniqueName": "other", "DomainSuffix": "dev"}), 409, "domain")
+        variables = f"{environments}/{env}/Variables"
+        ok(c.post(variables, data={"Key": "A", "Value": "1"}), 201)
+        b = ok(c.post(variables, data={"Key": "B", "Value": "2"}), 201)["sid"]
+        error(c.post(variables, data={"Key": "A", "Value": "again"}), 409, "A")
+        error(c.post(f"{variables}/{b}", data={"Key": "A"}), 409, "A")  # renamed onto a taken key: the constraint's 409
+        assert sorted((v["key"], v["value"]) for v in ok(c.get(variables))["variables"]) == [("A", "1"), ("B", "2")]
