@@ -187,3 +187,14 @@ def test_an_unreachable_or_misconfigured_store_is_one_clear_line_without_the_pas
         assert "Traceback" not in out, out
     listed = _cli_env("accounts", "list", "--database-url", url)  # the operator's verbs say the same
     assert listed.returncode == 2 and "is not a control store URL" in listed.stderr and secret not in listed.stderr, listed.stderr
+
+
+def test_a_quota_or_name_wider_than_the_store_holds_is_refused_by_the_cli_not_the_database(pg_url: str) -> None:
+    """PostgreSQL's INTEGER is 32-bit and its VARCHAR(64) strict: the CLI bounds both first."""
+    assert _cli_env("db", "upgrade", "--database-url", pg_url).returncode == 0
+    too_big = _cli_env("accounts", "create", "big", "--max-build-bytes", str(2**31), "--database-url", pg_url)
+    assert too_big.returncode == 2 and "--max-build-bytes must be 0" in too_big.stderr and "Traceback" not in too_big.stderr, too_big.stderr
+    too_long = _cli_env("accounts", "create", "n" * 65, "--database-url", pg_url)
+    assert too_long.returncode == 2 and "1 to 64 characters" in too_long.stderr, too_long.stderr
+    listed = _cli_env("accounts", "list", "--database-url", pg_url)
+    assert listed.returncode == 0 and listed.stdout == "", listed.stderr
