@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import EngineLauncher
+from tests.postgres import create_database, drop_database
 from tests.control.conftest import ControlEngine, error, make_service, ok, start_control_engine, upload, wait_build
 
 BOUNDS = {
@@ -18,10 +19,22 @@ BOUNDS = {
 JS = b"exports.handler = (c, e, cb) => cb(null, 'hi');\n"
 
 
-@pytest.fixture(scope="module")
-def bounded(module_engine_factory: EngineLauncher, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlEngine]:
-    """One engine with small bounds for the whole module (each test uses its own account)."""
-    yield start_control_engine(module_engine_factory, tmp_path_factory.mktemp("bounded") / "data", config=BOUNDS)
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def bounded(request: pytest.FixtureRequest, module_engine_factory: EngineLauncher,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlEngine]:
+    """One engine with small bounds for the whole module (each test uses its own account), on each
+    store: PostgreSQL enforces column widths and types that SQLite lets through."""
+    data = tmp_path_factory.mktemp("bounded") / "data"
+    if request.param == "sqlite":
+        yield start_control_engine(module_engine_factory, data, config=BOUNDS)
+        return
+    name, url = create_database("fe_bounds")
+    try:
+        control = start_control_engine(module_engine_factory, data, config=BOUNDS, database_url=url)
+        yield control
+        control.engine.stop()
+    finally:
+        drop_database(name)
 
 
 def _versions(c: httpx.Client, service: str, segment: str, entry: str) -> list[Any]:
