@@ -320,7 +320,9 @@ def migrate(url: str, revision: str = "head") -> None:
     """Run the packaged Alembic migrations up to `revision` (blocking: call from a thread).
 
     Idempotent, and safe to run from several processes at once: on PostgreSQL env.py holds an
-    advisory lock for the whole upgrade, and the others then find nothing to do."""
+    advisory lock for the whole upgrade, on SQLite a lock file beside the database does the same
+    (an engine and the accounts CLI starting together on a new data dir); the others then find
+    nothing to do."""
     from alembic import command
     from alembic.config import Config
 
@@ -328,7 +330,14 @@ def migrate(url: str, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", "engine.control:migrations")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, revision)
+    if not url.startswith("sqlite"):
+        command.upgrade(cfg, revision)
+        return
+    import fcntl
+
+    with open(Path(url.split(":///", 1)[-1]).with_suffix(".migrate.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        command.upgrade(cfg, revision)
 
 
 class Store:

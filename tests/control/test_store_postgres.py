@@ -198,3 +198,17 @@ def test_a_quota_or_name_wider_than_the_store_holds_is_refused_by_the_cli_not_th
     assert too_long.returncode == 2 and "1 to 64 characters" in too_long.stderr, too_long.stderr
     listed = _cli_env("accounts", "list", "--database-url", pg_url)
     assert listed.returncode == 0 and listed.stdout == "", listed.stderr
+
+
+def test_two_db_upgrades_at_once_on_a_new_embedded_store_both_succeed(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")}
+    procs = [subprocess.Popen([sys.executable, "-m", "engine", "db", "upgrade", "--data-dir", data], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0, 0, 0], results
+    db = sqlite3.connect(Path(data) / "engine.db")
+    try:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(schema.head(),)]
+    finally:
+        db.close()
