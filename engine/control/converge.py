@@ -24,7 +24,7 @@ from sqlalchemy import insert, select
 
 from engine.control import metrics
 from engine.control import store as t
-from engine.control.errors import ApiError, BadRequest, Conflict
+from engine.control.errors import ApiError, BadRequest, Conflict, StoreUnavailable
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
@@ -207,6 +207,8 @@ class Converger:
             await asyncio.sleep(interval_s)
             try:
                 await self.reconcile()
+            except StoreUnavailable:  # store_down said so once; what is served stays served
+                pass
             except Exception:  # a store outage stops changes, never serving
                 log.exception("reconcile_failed")
 
