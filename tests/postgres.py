@@ -9,6 +9,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -136,6 +137,31 @@ class PrivateCluster:
                     break
                 time.sleep(0.1)
 
+    def freeze(self) -> None:
+        """SIGSTOP to the server and its backends: a database that accepts TCP but never answers."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: int) -> None:
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        pids = [pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:
+                pids.append(int(stat.parent.name))
+        for each in pids:
+            try:
+                os.kill(each, sig)
+            except ProcessLookupError:
+                pass
+
     def postmaster_pid(self) -> int | None:
         try:
             return int((self.data / "postmaster.pid").read_text().split()[0])
@@ -152,6 +178,7 @@ class PrivateCluster:
             return ""
 
     def remove(self) -> None:
+        self.thaw()
         if self.data.exists() and self.running():
             done = self._as_postgres(str(self.bin / "pg_ctl"), "stop", "-w", "-m", "immediate", "-D", str(self.data))
             if done.returncode != 0:

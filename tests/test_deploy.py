@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from engine.config import Settings, load_settings, read_config_file
+import engine.control.metrics  # noqa: F401  (the control plane's families: builds, deployments, store_up)
 from engine.metrics import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent

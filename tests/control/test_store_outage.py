@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +186,257 @@ def test_log_lines_queued_before_and_during_a_store_outage_reach_the_store_when_
             await store.close()
 
     asyncio.run(scenario())
+
+
+# --- a real engine on the private cluster ----------------------------------------------------------
+
+HELLO_JS = """exports.handler = (context, event, callback) => {
+  const lines = Math.min(parseInt(event.lines || '0', 10) || 0, 200);
+  for (let i = 0; i < lines; i++) console.log((event.tag || 'line') + ' ' + i);
+  callback(null, { greeting: context.GREETING || null, tag: event.tag || null });
+};
+"""
+
+
+class PgEngine:
+    """An engine whose control store is the private cluster, with the operator CLI on the same URL."""
+
+    def __init__(self, engine: RunningEngine, api: str, database_url: str) -> None:
+        self.engine, self.api, self.database_url = engine, api, database_url
+
+    def account(self, name: str) -> Account:
+        done = _cli("accounts", "create", name, "--database-url", self.database_url)
+        assert done.returncode == 0, done.stderr
+        made = json.loads(done.stdout)
+        return Account(made["account_sid"], made["auth_token"], self.api)
+
+    def call(self, host: str, path: str = "/hello", timeout: float = 30, client: httpx.Client | None = None) -> httpx.Response:
+        return (client or httpx).get(f"{self.engine.url}{path}", headers={"Host": f"{host}:{self.engine.port}"}, timeout=timeout)
+
+    def metric(self, line_start: str) -> str:
+        scraped = httpx.get(self.engine.admin_url + "/metrics", timeout=10).text
+        return next((line for line in scraped.splitlines() if line.startswith(line_start)), "")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.engine.logs().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == name:
+                found.append(event)
+        return found
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def start_pg_engine(factory: EngineLauncher, data_dir: Path, cluster: PrivateCluster, backend: str,
+                    config: dict[str, Any]) -> PgEngine:
+    done = _cli("db", "upgrade", "--database-url", cluster.url)
+    assert done.returncode == 0, done.stderr
+    api_port = free_port()
+    engine = factory(backend=backend, config=config,
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), "--database-url", cluster.url])
+    api = f"http://127.0.0.1:{api_port}/v1"
+    for _ in range(100):  # the API listener opens right after /readyz says 200
+        try:
+            httpx.get(api + "/Services", timeout=2)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return PgEngine(engine, api, cluster.url)
+
+
+def _eventually(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except (AssertionError, httpx.HTTPError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _deploy(c: httpx.Client, service: str, environments: list[str]) -> dict[str, str]:
+    """One build of HELLO_JS served on each named environment: {unique name: environment SID}."""
+    fn = upload(c, service, "function", "/hello", HELLO_JS.encode(), "hello.js")
+    build = ok(c.post(f"/Services/{service}/Builds", data={"FunctionVersions": fn["sid"]}), 201)["sid"]
+    assert wait_build(c, service, build)["status"] == "completed"
+    sids = {}
+    for name in environments:
+        env = ok(c.post(f"/Services/{service}/Environments", data={"UniqueName": name}), 201)["sid"]
+        ok(c.post(f"/Services/{service}/Environments/{env}/Deployments", data={"BuildSid": build}), 201)
+        sids[name] = env
+    return sids
+
+
+class Load:
+    """`clients` threads calling one function on 127.0.0.1 until stopped (bounded by `max_s`)."""
+
+    def __init__(self, engine: PgEngine, host: str, path: str, clients: int = 4, max_s: float = 60) -> None:
+        self.results: list[tuple[float, int, str]] = []  # (seconds, status, body head)
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_s
+        self._threads = [threading.Thread(target=self._client, args=(engine, host, path)) for _ in range(clients)]
+
+    def _client(self, engine: PgEngine, host: str, path: str) -> None:
+        with httpx.Client(timeout=30) as http:
+            for _ in range(100_000):
+                if self._stop.is_set() or time.monotonic() > self._deadline:
+                    return
+                sent = time.monotonic()
+                try:
+                    r = engine.call(host, path, client=http)
+                    self.results.append((time.monotonic() - sent, r.status_code, r.text[:200]))
+                except httpx.HTTPError as exc:
+                    self.results.append((time.monotonic() - sent, 0, repr(exc)))
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+
+def test_a_frozen_database_cannot_hang_a_control_api_request(engine_factory: EngineLauncher, tmp_path: Path,
+                                                            private_pg: PrivateCluster) -> None:
+    """A server that accepts TCP but never answers (SIGSTOP): each API request is answered 503 within
+    about `database_connect_timeout_s` + `database_command_timeout_s` (1 s each here), not hung."""
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, "process",
+                          {"database_connect_timeout_s": 1.0, "database_command_timeout_s": 1.0})
+    account = ctl.account("team-a")
+    with account.client() as c:
+        ok(c.get("/Services"))
+        private_pg.freeze()
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                r = c.get("/Services", timeout=30)
+                took = time.monotonic() - started
+                error(r, 503, "control store", "retry")
+                assert r.headers.get("Retry-After") == "5"
+                assert took < 6, f"an API request on a frozen database took {took:.1f}s"
+            assert httpx.get(ctl.engine.admin_url + "/readyz", timeout=10).status_code == 200
+            assert ctl.metric("functions_engine_store_up ") == "functions_engine_store_up 0.0"
+        finally:
+            private_pg.thaw()
+        _eventually(lambda: ok(c.get("/Services")), timeout=20)
+    _eventually(lambda: assert_(ctl.metric("functions_engine_store_up ") == "functions_engine_store_up 1.0"), timeout=10)
+    assert len(ctl.events("store_down")) == 1 and len(ctl.events("store_up")) == 1
+
+
+def assert_(condition: bool) -> None:
+    assert condition
+
+
+@pytest.mark.docker
+def test_postgres_restart_under_load_fails_no_function_request_and_the_api_answers_503_then_recovers(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+    private_pg: PrivateCluster,
+) -> None:
+    """4 clients for ~15 s while PostgreSQL is stopped for ~5 s: every function request answered 200
+    well under 2 s; the API 503 in the error shape during, 200 after; /readyz 200 throughout; the
+    gauge and the log lines; a variable changed after recovery is served."""
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, docker_backend,
+                          {"converge_interval_s": 1.0, "database_connect_timeout_s": 2.0, "database_command_timeout_s": 2.0})
+    account = ctl.account("team-a")
+    host = "outage.localhost"
+    with account.client() as c:
+        service = make_service(c, "outage")["sid"]
+        env = _deploy(c, service, ["production"])["production"]
+        variables = f"/Services/{service}/Environments/{env}/Variables"
+        ok(c.post(variables, data={"Key": "GREETING", "Value": "before"}), 201)
+        _eventually(lambda: assert_(ctl.call(host).json()["greeting"] == "before"), timeout=30)
+
+        with Load(ctl, host, "/hello") as load:
+            time.sleep(3)
+            private_pg.stop()
+            outage_ends = time.monotonic() + 5
+            answered = []
+            while time.monotonic() < outage_ends:
+                started = time.monotonic()
+                r = c.get(f"/Services/{service}", timeout=30)
+                answered.append(time.monotonic() - started)
+                error(r, 503, "control store", "retry")
+                assert httpx.get(ctl.engine.admin_url + "/readyz", timeout=10).status_code == 200
+                time.sleep(0.5)
+            assert max(answered) < 5, answered
+            assert ctl.metric("functions_engine_store_up ") == "functions_engine_store_up 0.0"
+            assert len(ctl.events("store_down")) == 1
+            private_pg.start()
+            recovered = time.monotonic()
+            _eventually(lambda: ok(c.get(f"/Services/{service}")), timeout=20)
+            print(f"API answered 200 {time.monotonic() - recovered:.1f}s after PostgreSQL was started again")
+            time.sleep(max(0.0, outage_ends + 7 - time.monotonic()))  # the load runs on after recovery
+        failed = [r for r in load.results if r[1] != 200]
+        assert load.results and not failed, failed[:5]
+        slowest = max(r[0] for r in load.results)
+        print(f"{len(load.results)} function requests through the outage, slowest {slowest:.2f}s")
+        assert slowest < 2, slowest
+
+        assert ctl.metric("functions_engine_store_up ") == "functions_engine_store_up 1.0"
+        assert len(ctl.events("store_down")) == 1 and len(ctl.events("store_up")) == 1
+        var = ok(c.get(variables))["variables"][0]
+        ok(c.post(f"{variables}/{var['sid']}", data={"Value": "after"}))
+        _eventually(lambda: assert_(ctl.call(host).json()["greeting"] == "after"), timeout=30)
+
+
+@pytest.mark.docker
+def test_handler_logging_heavily_through_an_outage_is_not_slowed_and_cannot_crowd_out_a_quiet_environment(
+    engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str, docker_available: None,
+    private_pg: PrivateCluster,
+) -> None:
+    """While the store is down, one environment logs 20 lines a request from 4 clients: invocations stay
+    fast, its lines past `max_pending_log_lines_per_environment` (40) are dropped and counted, and a
+    quiet environment's lines, like the lines logged just before the outage, reach the Logs API after it."""
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, docker_backend, {
+        "converge_interval_s": 1.0, "database_connect_timeout_s": 2.0, "database_command_timeout_s": 2.0,
+        "max_pending_log_lines_per_environment": 40, "max_pending_log_lines": 100,
+    })
+    account = ctl.account("team-a")
+    with account.client() as c:
+        service = make_service(c, "chatty")["sid"]
+        envs = _deploy(c, service, ["noisy", "quiet"])
+        noisy, quiet = "chatty-noisy.localhost", "chatty-quiet.localhost"
+        for host in (noisy, quiet):
+            _eventually(lambda: assert_(ctl.call(host).status_code == 200), timeout=30)
+        dropped_before = ctl.metric('functions_engine_log_lines_dropped_total{reason="environment_full"}')
+
+        assert ctl.call(noisy, "/hello?tag=before&lines=3").status_code == 200
+        private_pg.stop()
+        with Load(ctl, noisy, "/hello?tag=flood&lines=20") as load:
+            for n in range(3):
+                assert ctl.call(quiet, f"/hello?tag=quiet{n}&lines=2", timeout=10).status_code == 200
+                time.sleep(1)
+            time.sleep(2)
+        private_pg.start()
+        failed = [r for r in load.results if r[1] != 200]
+        assert load.results and not failed, failed[:5]
+        slowest = max(r[0] for r in load.results)
+        print(f"{len(load.results)} logging requests during the outage, slowest {slowest:.2f}s")
+        assert slowest < 2, slowest
+
+        def logged(env: str) -> list[str]:
+            return [line["message"] for line in ok(c.get(f"/Services/{service}/Environments/{env}/Logs",
+                                                          params={"PageSize": "1000"}))["logs"]]
+
+        def quiet_lines_arrived() -> None:
+            got = logged(envs["quiet"])
+            for n in range(3):
+                assert f"quiet{n} 0" in got and f"quiet{n} 1" in got, got
+
+        _eventually(quiet_lines_arrived, timeout=30)
+        noisy_lines = logged(envs["noisy"])
+        assert ["before 0", "before 1", "before 2"] == [m for m in noisy_lines if m.startswith("before")]
+        assert 0 < len([m for m in noisy_lines if m.startswith("flood")]) <= 40
+        dropped_after = ctl.metric('functions_engine_log_lines_dropped_total{reason="environment_full"}')
+        assert float(dropped_after.split()[-1]) > float(dropped_before.split()[-1]), (dropped_before, dropped_after)
+        assert ctl.metric('functions_engine_log_lines_dropped_total{reason="queue_full"}').endswith(" 0.0")
