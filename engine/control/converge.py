@@ -105,7 +105,11 @@ class Converger:
                 if type(exc).__name__ == "NameClash":  # engine.deployment.NameClash: its host or name is taken
                     raise Conflict(f"build {build_sid} cannot be served: {exc}") from None
                 raise BadRequest(f"build {build_sid} cannot be served: {exc}") from None
-            await record()
+            try:
+                await record()
+            except Exception:  # e.g. the store went away: serving a build it does not record, so the
+                self.applied.pop(environment_sid, None)  # next pass puts back what the store says
+                raise
             self.applied[environment_sid] = (build_sid, _digest(dep.env))
         metrics.DEPLOYMENTS.labels("applied").inc()
         await self.log(environment_sid, "info", f"now serving build {build_sid}", build_sid)
