@@ -52,6 +52,8 @@ class Served:
 
 
 class LogSink:
+    """The bounded queue between the engine's log and the store's Logs table."""
+
     def __init__(self, store: t.Store, max_entries: int, retention_s: float,
                  max_pending: int = 10_000, max_pending_per_environment: int = 2_000) -> None:
         self.store = store

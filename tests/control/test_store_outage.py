@@ -73,6 +73,36 @@ def test_connection_errors_are_store_unavailable_and_statement_errors_are_not() 
         assert not store_unavailable(exc), repr(exc)
 
 
+def test_an_unopenable_sqlite_store_is_unavailable_and_says_so_once(tmp_path: Path) -> None:
+    """The embedded store's file replaced by a directory: every use raises StoreUnavailable (503 in
+    the API), the gauge is 0, and a working store again is noticed by the next use."""
+
+    async def scenario() -> None:
+        url = t.database_url(tmp_path, None)
+        await asyncio.to_thread(t.migrate, url)
+        store = t.Store(url)
+        try:
+            await store.ping()
+            await store.db.dispose()  # no pooled connection left to the file
+            db_file = tmp_path / "engine.db"
+            db_file.rename(tmp_path / "engine.db.away")
+            db_file.mkdir()
+            for _ in range(2):
+                with pytest.raises(StoreUnavailable) as caught:
+                    async with store.connect() as conn:
+                        await conn.execute(select(t.accounts.c.sid))
+                assert caught.value.status == 503 and "control store" in caught.value.message
+            assert not store.health.up and _sample(STORE_UP) == 0
+            db_file.rmdir()
+            (tmp_path / "engine.db.away").rename(db_file)
+            await store.ping()
+            assert store.health.up and _sample(STORE_UP) == 1
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
 # --- the Logs queue, on real stores ----------------------------------------------------------------
 
 
