@@ -334,11 +334,15 @@ def test_engine_reads_the_database_url_from_the_secret_only() -> None:
     url = secret["stringData"][ref["key"]]
     assert "PLACEHOLDER" in (K8S / "database-secret.yaml").read_text(encoding="utf-8"), "say it must be replaced"
     # The placeholder has the working form: a plain postgresql:// URL (the engine adds the asyncpg
-    # driver) with TLS as asyncpg spells it, `ssl=`; libpq's `sslmode=` is not passed through.
-    assert url.startswith("postgresql://") and "sslmode=" not in url and "ssl=require" in url
+    # driver) that asks asyncpg for TLS.
+    from sqlalchemy.engine import make_url
+
     from engine.control.store import database_url
 
-    assert database_url(None, url).startswith("postgresql+asyncpg://")
+    assert url.startswith("postgresql://")
+    normalised = make_url(database_url(None, url))
+    assert normalised.drivername == "postgresql+asyncpg"
+    assert normalised.query.get("ssl") in ("require", "verify-ca", "verify-full"), "the example must ask for TLS"
     data = tomllib.loads(config_toml())
     assert "database_url" not in data and "data_dir" not in data
     assert not any(e["name"] in ("ENGINE_DATA_DIR", "ENGINE_DATABASE_URL") and "value" in e
@@ -412,6 +416,26 @@ def test_migration_job_command_migrates_a_real_database_twice(pg_url: str) -> No
                               capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
         assert done.returncode == 0, f"run {attempt}: {done.stdout}{done.stderr}"
         assert "newest schema" in done.stdout
+
+
+FIRST_APPLY = ("database", "db-upgrade")  # README.md: `kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component in (...)'`
+
+
+def test_applying_the_migration_first_brings_what_the_job_needs_and_no_engine() -> None:
+    """The label selection the README applies before the rest holds the Job, the Secret it reads and
+    its NetworkPolicy, and nothing that starts or routes to an engine; the Job names no ServiceAccount
+    of ours (the namespace's default one exists on a first install)."""
+    chosen = {(doc["kind"], doc["metadata"]["name"]) for _, doc in all_resources()
+              if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") in FIRST_APPLY}
+    job_labels = job()["spec"]["template"]["metadata"]["labels"]
+    (policy,) = policies_selecting(job_labels)
+    assert chosen == {("Job", job()["metadata"]["name"]), ("Secret", DATABASE_SECRET),
+                      ("NetworkPolicy", policy["metadata"]["name"])}, chosen
+    assert "serviceAccountName" not in job()["spec"]["template"]["spec"]
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    selector = f"-l 'app.kubernetes.io/component in ({','.join(FIRST_APPLY)})'"
+    assert selector in readme and selector in (K8S / "migrate-job.yaml").read_text(encoding="utf-8")
+    assert "--for=condition=complete" in readme and f"job/{job()['metadata']['name']}" in readme
 
 
 def test_migration_job_pods_are_apart_from_the_engine() -> None:
