@@ -421,6 +421,35 @@ def test_migration_job_command_migrates_a_real_database_twice(pg_url: str) -> No
 FIRST_APPLY = ("database", "db-upgrade")  # README.md: `kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component in (...)'`
 
 
+def readme_section(title: str) -> str:
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    assert f"\n## {title}\n" in readme, f"deploy/k8s/README.md has no section {title!r}"
+    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_cloudnativepg_example_is_the_database_the_manifests_name() -> None:
+    """The README's CloudNativePG example (not applied: its CRDs are not in the offline schemas)
+    parses, and its cluster is the one the NetworkPolicy admits and the placeholder URL names."""
+    blocks = re.findall(r"```yaml\n(.*?)```", readme_section("PostgreSQL"), re.S)
+    docs = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+    (cluster,) = [d for d in docs if d["kind"] == "Cluster"]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
+    assert all(d["metadata"]["namespace"] == namespace for d in docs)
+    assert any(d["kind"] == "ScheduledBackup" and d["spec"]["cluster"]["name"] == name for d in docs), "a backup schedule"
+    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    (engine_policy,) = policies_selecting(labels)
+    (peer,) = map(json.loads, database_egress(engine_policy["spec"]))
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": namespace}
+    assert peer["podSelector"]["matchLabels"] == {"cnpg.io/cluster": name}
+    from sqlalchemy.engine import make_url
+
+    url = make_url(resource("Secret", DATABASE_SECRET)["stringData"]["url"])
+    assert url.host == f"{name}-rw.{namespace}.svc" and url.port == 5432
+    assert int(cluster["spec"]["postgresql"]["parameters"]["max_connections"]) >= \
+        resource("HorizontalPodAutoscaler")["spec"]["maxReplicas"] * 16 + 2, "README, Size: connections per replica"
+
+
 def test_applying_the_migration_first_brings_what_the_job_needs_and_no_engine() -> None:
     """The label selection the README applies before the rest holds the Job, the Secret it reads and
     its NetworkPolicy, and nothing that starts or routes to an engine; the Job names no ServiceAccount
@@ -432,7 +461,7 @@ def test_applying_the_migration_first_brings_what_the_job_needs_and_no_engine() 
     assert chosen == {("Job", job()["metadata"]["name"]), ("Secret", DATABASE_SECRET),
                       ("NetworkPolicy", policy["metadata"]["name"])}, chosen
     assert "serviceAccountName" not in job()["spec"]["template"]["spec"]
-    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    readme = readme_section("PostgreSQL")
     selector = f"-l 'app.kubernetes.io/component in ({','.join(FIRST_APPLY)})'"
     assert selector in readme and selector in (K8S / "migrate-job.yaml").read_text(encoding="utf-8")
     assert "--for=condition=complete" in readme and f"job/{job()['metadata']['name']}" in readme
