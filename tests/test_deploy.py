@@ -721,9 +721,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: None, tmp_path: Path) -> None:
+def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: None, tmp_path: Path, pg_url: str) -> None:
     """The top-level Dockerfile builds on the local base; the image runs as non-root on a read-only
-    root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM.
+    root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM;
+    and it runs migrate-job.yaml's command as that Job's container would (read-only root, uid 10000,
+    no capabilities, ENGINE_DATABASE_URL), against a real PostgreSQL, twice.
 
     The build does not reach PyPI itself (CI's network intercepts TLS with a CA only the host
     trusts): like engine/images/, the wheels are fetched on the host, and the build gets them
@@ -794,6 +796,20 @@ def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: No
         assert seen["hello"] == [200, "hello from the engine image"]
         assert 'functions_engine_info{backend="process"' in seen["metrics"][1]
         assert _docker("exec", name, *healthcheck[1:], check=False).returncode == 0, "the HEALTHCHECK command fails"
+
+        # The migration Job's container: its args, its securityContext, its one variable. Host
+        # network only to reach this machine's PostgreSQL on 127.0.0.1.
+        ctx = job_container()["securityContext"]
+        for attempt in (1, 2):
+            migrate = _docker(
+                "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", f"{ctx['runAsUser']}:{ctx['runAsGroup']}",
+                "-e", f"{database_url_env(job_container())['name']}={pg_url}",
+                tag, *job_container()["args"], timeout=180, check=False,
+            )
+            assert migrate.returncode == 0 and "newest schema" in migrate.stdout, \
+                f"db upgrade run {attempt} in the image failed:\n{migrate.stdout}{migrate.stderr[-3000:]}"
 
         _docker("stop", "--time", "30", name, timeout=60)
         state = json.loads(_docker("inspect", name).stdout)[0]["State"]
