@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from engine.control.dburl import for_asyncpg
 from engine.errors import ConfigError
 
 metadata = MetaData()
@@ -212,8 +213,8 @@ def normalise_url(url: str) -> str:
     the async driver this package ships; any explicit `+driver` is kept."""
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
-            return "postgresql+asyncpg://" + url[len(scheme):]
-    return url
+            url = "postgresql+asyncpg://" + url[len(scheme):]
+    return for_asyncpg(url) if url.startswith("postgresql+asyncpg://") else url  # libpq's sslmode= → ssl=
 
 
 def is_postgres(url: str) -> bool:
