@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from engine.control.dburl import for_asyncpg
 from engine.control.errors import StoreUnavailable
 from engine.control.outage import StoreHealth, store_unavailable
 from engine.errors import ConfigError
@@ -216,8 +217,8 @@ def normalise_url(url: str) -> str:
     the async driver this package ships; any explicit `+driver` is kept."""
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
-            return "postgresql+asyncpg://" + url[len(scheme):]
-    return url
+            url = "postgresql+asyncpg://" + url[len(scheme):]
+    return for_asyncpg(url) if url.startswith("postgresql+asyncpg://") else url  # libpq's sslmode= → ssl=
 
 
 def is_postgres(url: str) -> bool:
@@ -245,7 +246,8 @@ def open_engine(url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
     if is_sqlite:
         db = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
     else:
-        connect_args = {"timeout": connect_timeout_s, "command_timeout": command_timeout_s} if is_postgres(url) else {}
+        is_asyncpg = url.startswith("postgresql+asyncpg://")  # what normalise_url gives every postgresql:// URL
+        connect_args = {"timeout": connect_timeout_s, "command_timeout": command_timeout_s} if is_asyncpg else {}
         db = create_async_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=connect_timeout_s)
     if is_sqlite:
         @event.listens_for(db.sync_engine, "connect")
