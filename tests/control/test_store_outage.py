@@ -262,13 +262,15 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
-def start_pg_engine(factory: EngineLauncher, data_dir: Path, cluster: PrivateCluster, backend: str,
+def start_pg_engine(factory: EngineLauncher, data_dir: Path, cluster: PrivateCluster | str, backend: str,
                     config: dict[str, Any]) -> PgEngine:
-    done = _cli("db", "upgrade", "--database-url", cluster.url)
+    """`cluster`: the private cluster's `postgres` database, or the URL of another database on it."""
+    url = cluster if isinstance(cluster, str) else cluster.url
+    done = _cli("db", "upgrade", "--database-url", url)
     assert done.returncode == 0, done.stderr
     api_port = free_port()
     engine = factory(backend=backend, config=config,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), "--database-url", cluster.url])
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), "--database-url", url])
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:
@@ -276,7 +278,7 @@ def start_pg_engine(factory: EngineLauncher, data_dir: Path, cluster: PrivateClu
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    return PgEngine(engine, api, cluster.url)
+    return PgEngine(engine, api, url)
 
 
 def _eventually(check: Any, timeout: float) -> Any:
@@ -507,3 +509,50 @@ def test_handler_logging_heavily_into_a_frozen_store_is_not_slowed_and_cannot_cr
         dropped_after = ctl.metric('functions_engine_log_lines_dropped_total{reason="environment_full"}')
         assert float(dropped_after.split()[-1]) > float(dropped_before.split()[-1]), (dropped_before, dropped_after)
         assert ctl.metric('functions_engine_log_lines_dropped_total{reason="queue_full"}').endswith(" 0.0")
+
+
+def _sql(url: str, *statements: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.docker
+def test_a_change_written_while_this_engine_could_not_reach_the_store_is_served_by_the_pass_after_recovery(
+    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, docker_backend: str,
+    docker_available: None,
+) -> None:
+    """The engine's role is locked out of the database (CONNECTION LIMIT 0, its sessions ended) while
+    another writer (as another replica would) changes a variable; when the role is let in again, the
+    full pass run on recovery serves the change at once, though `converge_interval_s` is 60 s."""
+    _sql(private_pg.url, "CREATE ROLE engine_app LOGIN", "CREATE DATABASE app OWNER engine_app")
+    app_url = f"postgresql://engine_app@127.0.0.1:{private_pg.port}/app"
+    admin_app_url = f"postgresql://postgres@127.0.0.1:{private_pg.port}/app"
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", app_url, docker_backend, {"converge_interval_s": 60.0})
+    account = ctl.account("team-a")
+    host = "elsewhere.localhost"
+    with account.client() as c:
+        service = make_service(c, "elsewhere")["sid"]
+        env = _deploy(c, service, ["production"])["production"]
+        ok(c.post(f"/Services/{service}/Environments/{env}/Variables", data={"Key": "GREETING", "Value": "before"}), 201)
+        _eventually(lambda: assert_(ctl.call(host).json()["greeting"] == "before"), timeout=30)
+
+        _sql(private_pg.url, "ALTER ROLE engine_app CONNECTION LIMIT 0",
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'engine_app'")
+        error(c.get(f"/Services/{service}"), 503, "control store", "retry")
+        assert ctl.metric("functions_engine_store_up ") == "functions_engine_store_up 0.0"
+        _sql(admin_app_url, "UPDATE variables SET value = 'written elsewhere' WHERE key = 'GREETING'")
+        time.sleep(2)  # the probe keeps failing meanwhile
+        assert ctl.call(host).json()["greeting"] == "before"
+        _sql(private_pg.url, "ALTER ROLE engine_app CONNECTION LIMIT -1")
+        let_in = time.monotonic()
+        _eventually(lambda: assert_(ctl.call(host).json()["greeting"] == "written elsewhere"), timeout=20)
+        print(f"a change written during the outage served {time.monotonic() - let_in:.1f}s after the store was back")
+        assert time.monotonic() - let_in < 20
+    assert len(ctl.events("store_down")) == 1 and len(ctl.events("store_up")) == 1
