@@ -28,11 +28,13 @@ from sqlalchemy import insert, select
 from engine.control import store as t
 from engine.control.errors import StoreUnavailable
 from engine.control.logsink import LogSink, Served
-from engine.control.metrics import LOG_LINES_DROPPED, STORE_UP
 from engine.control.outage import store_unavailable
+from engine.metrics import REGISTRY
 from tests.conftest import EngineLauncher, RunningEngine, free_port
 from tests.control.conftest import REPO, Account, error, make_service, ok, upload, wait_build
 from tests.postgres import PrivateCluster, private_pg  # noqa: F401  (a private cluster this module stops and starts)
+
+DROPPED, STORE_UP = "functions_engine_log_lines_dropped_total", "functions_engine_store_up"
 
 
 # --- which errors mean "the store is unreachable" ------------------------------------------------
@@ -105,8 +107,11 @@ def test_an_unopenable_sqlite_store_is_unavailable_and_says_so_once(tmp_path: Pa
 # --- the Logs queue, on real stores ----------------------------------------------------------------
 
 
-def _sample(metric: Any, **labels: str) -> float:
-    return metric.labels(**labels)._value.get() if labels else metric._value.get()
+def _sample(name: str, **labels: str) -> float:
+    """A series' current value, read from the registry /metrics shows."""
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, (name, labels)
+    return value
 
 
 async def _seed(store: t.Store, environments: int) -> list[Served]:
@@ -152,20 +157,20 @@ def test_one_environment_flooding_the_log_queue_cannot_take_another_environments
             sink = LogSink(store, max_entries=1000, retention_s=3600, max_pending=70, max_pending_per_environment=30)
             for served in (noisy, quiet, third, fourth):
                 sink.served[served.environment_sid] = served  # service name → its environment
-            env_full = _sample(LOG_LINES_DROPPED, reason="environment_full")
-            queue_full = _sample(LOG_LINES_DROPPED, reason="queue_full")
+            env_full = _sample(DROPPED, reason="environment_full")
+            queue_full = _sample(DROPPED, reason="queue_full")
 
             for n in range(1000):
                 _line(sink, noisy.environment_sid, f"flood {n}")
             for n in range(10):
                 _line(sink, quiet.environment_sid, f"quiet {n}")
             assert sink.pending == 40
-            assert _sample(LOG_LINES_DROPPED, reason="environment_full") - env_full == 970
+            assert _sample(DROPPED, reason="environment_full") - env_full == 970
             for n in range(40):  # the third takes its 30, the fourth finds the whole queue full at 70
                 _line(sink, third.environment_sid, f"third {n}")
                 _line(sink, fourth.environment_sid, f"fourth {n}")
             assert sink.pending == 70
-            assert _sample(LOG_LINES_DROPPED, reason="queue_full") - queue_full > 0
+            assert _sample(DROPPED, reason="queue_full") - queue_full > 0
 
             await sink.flush()
             assert sink.pending == 0
