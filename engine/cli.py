@@ -114,12 +114,11 @@ async def serve(settings: Settings) -> int:
     try:
         if settings.api_port is not None:
             from engine.control.listener import ControlPlane
-            from engine.control.store import StoreError
 
             control = ControlPlane(settings, engine)
             try:
                 await control.open_store()  # first: a store this engine must not run on stops it before anything starts
-            except StoreError as exc:
+            except EngineError as exc:  # StoreError, or a ConfigError of the URL
                 print(f"error: {exc}", file=sys.stderr, flush=True)
                 code = EXIT_STORE
                 return code

@@ -33,7 +33,8 @@ class ControlPlane:
         """Open the store and check its schema (StoreError: unreachable, or a schema this engine
         must not run on). Called before anything else starts, so a bad store costs nothing."""
         s = self.settings
-        self.store = Store(database_url(s.data_dir, s.database_url))
+        self.store = Store(database_url(s.data_dir, s.database_url),
+                           s.database_connect_timeout_s, s.database_command_timeout_s)
         await self.store.prepare()
 
     async def start(self) -> None:
@@ -43,11 +44,13 @@ class ControlPlane:
         assert self.store is not None
         work_dir = Path(s.data_dir) if s.data_dir else Path(tempfile.mkdtemp(prefix="engine-control-"))
         self.builder = Builder(self.store, self.engine, work_dir)
-        self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)
+        self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s,
+                            s.max_pending_log_lines, s.max_pending_log_lines_per_environment)
         self.sink.start()
         self.converger = converger = Converger(self.store, self.engine, self.builder, self.sink)
         await converger.reconcile()  # restore: serve again what the store says, before /readyz says 200
         converger.start(s.converge_interval_s)
+        self.store.health.on_recovery.append(converger.reconcile)  # after an outage: a full pass at once
         await self.builder.resume()
         ctl = Control(store=self.store, settings=s, auth=Authenticator(s.credential_cache_s),
                       builds=self.builder, converger=converger)

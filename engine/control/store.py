@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,13 +21,16 @@ import structlog
 
 from sqlalchemy import (
     Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    TypeDecorator, UniqueConstraint, event, select,
+    TypeDecorator, UniqueConstraint, event, select, text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from engine.control import schema
+from engine.control.dburl import for_asyncpg
+from engine.control.errors import StoreUnavailable
+from engine.control.outage import StoreHealth, store_unavailable
 from engine.errors import ConfigError, EngineError
 
 log = structlog.get_logger("engine.control")
@@ -229,7 +234,11 @@ def database_url(data_dir: Path | None, url: str | None) -> str:
     """`--database-url` (a plain `postgresql://` URL gets the asyncpg driver), else the embedded
     SQLite file in `--data-dir`."""
     if url:
-        return normalise_url(url)
+        try:
+            return normalise_url(url)
+        except ValueError as exc:  # e.g. a port that is not a number; from None: the message may hold the URL
+            raise StoreError(f"{mask_url(url)} is not a control store URL this engine can open ({_scrub(str(exc), url)}); "
+                             "use postgresql://USER:PASSWORD@HOST:PORT/DB") from None
     if data_dir is None:
         raise ConfigError("the control store needs --data-dir DIR or --database-url URL (ENGINE_DATA_DIR / ENGINE_DATABASE_URL)")
     return f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'engine.db'}"
@@ -240,8 +249,8 @@ def normalise_url(url: str) -> str:
     the async driver this package ships; any explicit `+driver` is kept."""
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
-            return "postgresql+asyncpg://" + url[len(scheme):]
-    return url
+            url = "postgresql+asyncpg://" + url[len(scheme):]
+    return for_asyncpg(url) if url.startswith("postgresql+asyncpg://") else url  # libpq's sslmode= → ssl=
 
 
 def is_postgres(url: str) -> bool:
@@ -297,13 +306,27 @@ def _make_sqlite_dir(url: str) -> None:
         Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_engine(url: str) -> AsyncEngine:
-    """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
+#: Defaults of `database_connect_timeout_s` and `database_command_timeout_s` (engine/config.py).
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+
+
+def open_engine(url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                command_timeout_s: float = COMMAND_TIMEOUT_S) -> AsyncEngine:
+    """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout. PostgreSQL gets
+    connect and statement timeouts (a dead or frozen server costs a request seconds, not minutes),
+    and every pooled connection is pinged before use (one left over from before a server restart
+    is replaced, not handed to a request)."""
     is_sqlite = url.startswith("sqlite")
     _make_sqlite_dir(url)
     try:
-        db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        if is_sqlite:
+            db = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+        else:
+            is_asyncpg = url.startswith("postgresql+asyncpg://")  # what normalise_url gives every postgresql:// URL
+            connect_args = {"timeout": connect_timeout_s, "command_timeout": command_timeout_s} if is_asyncpg else {}
+            db = create_async_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=connect_timeout_s)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:  # from None: the driver's message may hold the URL
         raise StoreError(f"{mask_url(url)} is not a control store URL this engine can open ({_scrub(str(exc), url)}); "
                          "use postgresql://USER:PASSWORD@HOST:PORT/DB, or --data-dir DIR for the embedded store") from None
     if is_sqlite:
@@ -341,11 +364,18 @@ def migrate(url: str, revision: str = "head") -> None:
 
 
 class Store:
-    """The opened store: one async engine; `begin()` gives a transaction."""
+    """The opened store: one async engine; `begin()` gives a transaction, `connect()` a connection.
 
-    def __init__(self, url: str) -> None:
+    Both translate "the database cannot be reached" into `StoreUnavailable` (503 in the API) and
+    tell `health` (the gauge, the log lines, the catch-up after an outage); any success tells it
+    the store is back."""
+
+    def __init__(self, url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 command_timeout_s: float = COMMAND_TIMEOUT_S) -> None:
         self.url = url
-        self.db = open_engine(url)
+        self.db = open_engine(url, connect_timeout_s, command_timeout_s)
+        self.health = StoreHealth()
+        self.health.probe = self.ping
 
     async def upgrade(self) -> None:
         await asyncio.to_thread(migrate, self.url)
@@ -355,7 +385,9 @@ class Store:
         try:
             async with self.db.connect() as conn:
                 state = await conn.run_sync(schema.read_state)
-        except (SQLAlchemyError, OSError, asyncio.TimeoutError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError)) or store_unavailable(exc)):
+                raise
             reason = _scrub(str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__, self.url)
             raise StoreError(f"cannot open the control store at {mask_url(self.url)}: {reason}; check the URL "
                              "(--database-url, ENGINE_DATABASE_URL or database_url in the config file) and that "
@@ -383,13 +415,37 @@ class Store:
                                  f"run `{_upgrade_command(self.url)}` (with the password), then start again")
             await self.upgrade()
 
-    def begin(self):  # type: ignore[no-untyped-def]
-        return self.db.begin()
+    @asynccontextmanager
+    async def _reachable(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            self.health.mark_down(exc)
+            raise StoreUnavailable(type(exc).__name__) from exc
+        if not self.health.up:
+            self.health.mark_up()
 
-    def connect(self):  # type: ignore[no-untyped-def]
-        return self.db.connect()
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reachable(), self.db.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reachable(), self.db.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """One `SELECT 1`: the probe that notices the store is back."""
+        async with self.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        await self.health.close()
         await self.db.dispose()
 
 
