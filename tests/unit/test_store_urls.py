@@ -30,3 +30,11 @@ def test_a_printed_url_never_shows_its_password(url: str, shown: str) -> None:
 def test_where_a_store_is_names_host_and_database_or_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert describe("postgresql+asyncpg://u:secret@db.internal:6432/engine") == "db.internal:6432/engine"
     assert describe(database_url(tmp_path, None)) == str(tmp_path.resolve() / "engine.db")
+
+
+def test_a_url_that_cannot_be_parsed_is_refused_without_its_password() -> None:
+    from engine.control.store import StoreError
+
+    with pytest.raises(StoreError) as refused:
+        database_url(None, "postgresql://engine:hunter2-long@db:notaport/engine")
+    assert "hunter2" not in str(refused.value) and "engine:***@db:notaport" in str(refused.value)
