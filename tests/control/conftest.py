@@ -38,10 +38,12 @@ class ControlEngine:
     engine: RunningEngine
     api: str
     data_dir: Path
+    database_url: str | None = None  # a shared PostgreSQL store instead of the SQLite file in data_dir
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        store = ["--database-url", self.database_url] if self.database_url else ["--data-dir", str(self.data_dir)]
         return subprocess.run(
-            [sys.executable, "-m", "engine", *args, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "engine", *args, *store],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
 
@@ -54,12 +56,14 @@ class ControlEngine:
 
 def start_control_engine(
     factory: EngineLauncher, data_dir: Path, backend: str = "process", config: dict[str, Any] | None = None,
-    projects: tuple[str | Path, ...] = (),
+    projects: tuple[str | Path, ...] = (), database_url: str | None = None, env: dict[str, str] | None = None,
 ) -> ControlEngine:
-    """`projects`: folder services served beside the deployed ones (by Host only)."""
+    """`projects`: folder services served beside the deployed ones (by Host only). `database_url`:
+    the store (data_dir then holds only build directories)."""
     api_port = free_port()
-    engine = factory(*projects, backend=backend, config=config,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir)])
+    store = ["--database-url", database_url] if database_url else []
+    engine = factory(*projects, backend=backend, config=config, env=env,
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:
@@ -67,7 +71,7 @@ def start_control_engine(
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    return ControlEngine(engine, api, data_dir)
+    return ControlEngine(engine, api, data_dir, database_url)
 
 
 @pytest.fixture
