@@ -137,6 +137,7 @@ class Builder:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()  # builds this replica holds the lease of (queued or running)
         self._renewer: asyncio.Task[None] | None = None
+        self._taking_over = asyncio.Lock()  # one claim round at a time (start-up's and a pass's)
 
     def project_dir(self, build_sid: str) -> Path:
         return self.work_dir / "builds" / build_sid
@@ -157,18 +158,19 @@ class Builder:
     async def take_over(self, *, any_lease: bool = False) -> list[str]:
         """Claim and run the builds whose lease ran out (their replica died or stopped); with
         `any_lease`, every build still `building` (an engine starting on its own embedded store)."""
-        async with self.store.connect() as conn:
-            candidates = await leases.expired(conn, any_lease=any_lease)
-        taken = []
-        for sid, name, previous in candidates:
-            if sid in self._held:
-                continue
-            async with self.store.begin() as conn:
-                if not await leases.claim(conn, sid, self.owner, self.lease_s, any_lease=any_lease):
-                    continue  # another replica claimed it first
-            log.info("build_taken_over", build=sid, previous_owner=previous)
-            taken.append(sid)
-            self.start(sid, name)
+        taken: list[str] = []
+        async with self._taking_over:
+            async with self.store.connect() as conn:
+                candidates = await leases.expired(conn, any_lease=any_lease)
+            for sid, name, previous in candidates:
+                if sid in self._held:
+                    continue
+                async with self.store.begin() as conn:
+                    if not await leases.claim(conn, sid, self.owner, self.lease_s, any_lease=any_lease):
+                        continue  # another replica claimed it first
+                log.info("build_taken_over", build=sid, previous_owner=previous)
+                taken.append(sid)
+                self.start(sid, name)
         return taken
 
     async def resume(self) -> None:
@@ -180,6 +182,8 @@ class Builder:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease_renew_s)
+            if not self._held:
+                continue
             try:
                 async with self.store.begin() as conn:
                     lost = await leases.renew(conn, sorted(self._held), self.owner, self.lease_s)
@@ -190,18 +194,19 @@ class Builder:
                 log.warning("build_lease_lost", build=sid, lease_s=self.lease_s)
 
     async def close(self) -> None:
+        unfinished = sorted(self._held)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._renewer is not None:
             self._renewer.cancel()
             await asyncio.gather(self._renewer, return_exceptions=True)
-        if self._held:  # stopped before they finished: another replica (or this one restarted) takes them at once
+        if unfinished:  # stopped before they finished: another replica (or this one restarted) takes them at once
             try:
                 async with self.store.begin() as conn:
-                    await leases.release(conn, sorted(self._held), self.owner)
+                    await leases.release(conn, unfinished, self.owner)
             except Exception as exc:
-                log.warning("build_lease_not_released", error=str(exc), builds=sorted(self._held))
+                log.warning("build_lease_not_released", error=str(exc), builds=unfinished)
 
     async def ensure_project(self, build_sid: str) -> Path:
         """The build's project directory, made again from the store when missing."""
@@ -233,8 +238,9 @@ class Builder:
         status = "failed" if error else "completed"
         async with self.store.begin() as conn:
             recorded = await leases.finish(conn, build_sid, self.owner, status, error)
-        if not recorded:  # its lease ran out meanwhile and another replica took it over: that one records it
-            log.warning("build_lease_lost", build=build_sid, lease_s=self.lease_s, outcome=status)
+        if not recorded:  # its lease ran out meanwhile and another replica took it over (or it was deleted)
+            log.warning("build_lease_lost", build=build_sid, lease_s=self.lease_s, outcome=status,
+                        why="another replica took the build over after its lease ran out, or it was deleted")
             return
         metrics.BUILDS.labels(status).inc()
         metrics.BUILD_SECONDS.labels(status).observe(time.monotonic() - started)

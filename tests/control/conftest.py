@@ -56,14 +56,12 @@ class ControlEngine:
 
 def start_control_engine(
     factory: EngineLauncher, data_dir: Path, backend: str = "process", config: dict[str, Any] | None = None,
-    projects: tuple[str | Path, ...] = (), database_url: str | None = None, env: dict[str, str] | None = None,
+    projects: tuple[str | Path, ...] = (),
 ) -> ControlEngine:
-    """`projects`: folder services served beside the deployed ones (by Host only). `database_url`:
-    the store (data_dir then holds only build directories)."""
+    """`projects`: folder services served beside the deployed ones (by Host only)."""
     api_port = free_port()
-    store = ["--database-url", database_url] if database_url else []
-    engine = factory(*projects, backend=backend, config=config, env=env,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
+    engine = factory(*projects, backend=backend, config=config,
+                     args=["--api-port", str(api_port), "--data-dir", str(data_dir)])
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:
@@ -71,7 +69,7 @@ def start_control_engine(
             break
         except httpx.HTTPError:
             time.sleep(0.1)
-    return ControlEngine(engine, api, data_dir, database_url)
+    return ControlEngine(engine, api, data_dir)
 
 
 @pytest.fixture
