@@ -1,13 +1,17 @@
 """The store side of several replicas, on a real PostgreSQL server, without engines: announcements
 are delivered at commit (never for a rolled-back change), an expired build lease is claimed by
-exactly one replica, a live one by none, and a replica that lost its lease cannot record a result."""
+exactly one replica, a live one by none, and a replica that lost its lease cannot record a result.
+And the other side: one engine on its own SQLite store resumes its builds at once."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from engine.config import load_settings
@@ -16,6 +20,8 @@ from engine.control import store as t
 from engine.control.buildlock import BuildLocks, lock_key
 from engine.control.watch import CHANNEL, announce, asyncpg_dsn
 from engine.errors import ConfigError
+from tests.conftest import EngineLauncher
+from tests.control.conftest import make_service, ok, start_control_engine, upload, wait_build
 from tests.control.test_replicas import db_upgrade
 
 
@@ -154,3 +160,27 @@ def test_the_build_lock_excludes_a_second_holder_until_the_first_lets_go(pg_url:
             pass
 
     asyncio.run(run())
+
+
+def test_an_engine_alone_on_its_sqlite_store_resumes_a_build_left_building_whatever_its_lease(
+    engine_factory: EngineLauncher, tmp_path: Path,
+) -> None:
+    """The embedded store has one engine: at start it runs again every build left `building` (here
+    with a lease an hour from now, by an engine id that is gone) instead of waiting for the lease."""
+    data = tmp_path / "data"
+    control = start_control_engine(engine_factory, data)
+    account = control.account("team-a")
+    with account.client() as c:
+        service = make_service(c, "resumed")["sid"]
+        fn = upload(c, service, "function", "/hello", b"exports.handler = (c, e, cb) => cb(null, 'hi');", "hello.js")
+        sid = ok(c.post(f"/Services/{service}/Builds", data={"FunctionVersions": fn["sid"], "Runtime": "node22"}), 201)["sid"]
+        assert wait_build(c, service, sid)["status"] == "completed"
+    control.engine.stop()
+    with sqlite3.connect(data / "engine.db") as db:
+        db.execute("UPDATE builds SET status = 'building', owner = 'gone', lease_expires_at = ? WHERE sid = ?",
+                   ((datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f"), sid))
+    control = start_control_engine(engine_factory, data)
+    with httpx.Client(base_url=control.api, auth=account.auth, timeout=60) as c:
+        assert wait_build(c, service, sid, timeout=60)["status"] == "completed"
+    with sqlite3.connect(data / "engine.db") as db:
+        assert db.execute("SELECT lease_expires_at FROM builds WHERE sid = ?", (sid,)).fetchone() == (None,)
