@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import structlog
 
-from engine.control.watch import asyncpg_dsn
+from engine.control.watch import connect_kwargs
 
 log = structlog.get_logger("engine.control")
 
@@ -32,7 +32,7 @@ def lock_key(key: str) -> int:
 
 class BuildLocks:
     def __init__(self, url: str, name: str) -> None:
-        self.dsn = asyncpg_dsn(url)
+        self.connect_kwargs = connect_kwargs(url)
         self.name = name  # application_name in pg_stat_activity
 
     @contextlib.asynccontextmanager
@@ -41,7 +41,7 @@ class BuildLocks:
         body runs unguarded: a second install of the same content is wasted work, never a wrong image."""
         conn: asyncpg.Connection | None = None
         try:
-            conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S,
+            conn = await asyncpg.connect(**self.connect_kwargs, timeout=CONNECT_TIMEOUT_S,
                                          server_settings={"application_name": self.name})
             began = time.monotonic()
             await conn.execute("SELECT pg_advisory_lock($1)", lock_key(key))

@@ -13,6 +13,7 @@ from aiohttp import web
 from engine.config import Settings
 from engine.control.accounts import Authenticator
 from engine.control.api import Control, make_control_app
+from engine.control.buildlock import BuildLocks
 from engine.control.builds import Builder
 from engine.control.converge import Converger
 from engine.control.logsink import LogSink
@@ -43,8 +44,6 @@ class ControlPlane:
         shared = is_postgres(self.store.url)
         backend = getattr(self.engine, "backend", None)
         if shared and backend is not None:  # one dependency install per content across the replicas
-            from engine.control.buildlock import BuildLocks
-
             backend.build_guard = BuildLocks(self.store.url, f"functions-engine build {engine_id}").hold
         self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)
         self.sink.start()

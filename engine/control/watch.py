@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import structlog
@@ -44,16 +45,25 @@ async def announce(conn: AsyncConnection, what: str = EVERYTHING) -> None:
         await conn.execute(select(func.pg_notify(CHANNEL, what)))
 
 
-def asyncpg_dsn(url: str) -> str:
-    """The store's SQLAlchemy URL (`postgresql+asyncpg://…`) as asyncpg's own DSN."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+#: Query parameters SQLAlchemy's asyncpg dialect keeps for itself (the rest go to asyncpg.connect).
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
+
+
+def connect_kwargs(url: str) -> dict[str, Any]:
+    """The store's SQLAlchemy URL (`postgresql+asyncpg://…?ssl=require`) as `asyncpg.connect`
+    keywords, the way SQLAlchemy passes them, so a dedicated connection reaches the same server the
+    same way (in a DSN, asyncpg would send `ssl` to the server as a setting)."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = parsed.translate_connect_args(username="user", database="database")
+    kwargs.update({k: v for k, v in parsed.query.items() if k not in _DIALECT_ONLY})
+    return kwargs
 
 
 class StoreWatch:
     """One LISTEN connection, kept open; `on_change(what)` for every announcement, and `*` after a gap."""
 
     def __init__(self, url: str, name: str, on_change: Callable[[str], None]) -> None:
-        self.dsn = asyncpg_dsn(url)
+        self.connect_kwargs = connect_kwargs(url)
         self.name = name  # application_name in pg_stat_activity: which replica this connection is
         self.on_change = on_change
         self.listening = False
@@ -76,7 +86,7 @@ class StoreWatch:
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=CONNECT_TIMEOUT_S,
+                conn = await asyncpg.connect(**self.connect_kwargs, timeout=CONNECT_TIMEOUT_S,
                                              server_settings={"application_name": self.name})
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _c: closed.set())

@@ -18,16 +18,17 @@ from engine.config import load_settings
 from engine.control import leases
 from engine.control import store as t
 from engine.control.buildlock import BuildLocks, lock_key
-from engine.control.watch import CHANNEL, announce, asyncpg_dsn
+from engine.control.watch import CHANNEL, announce, connect_kwargs
 from engine.errors import ConfigError
 from tests.conftest import EngineLauncher
 from tests.control.conftest import make_service, ok, start_control_engine, upload, wait_build
 from tests.control.test_replicas import db_upgrade
 
 
-def test_the_asyncpg_dsn_keeps_credentials_host_and_database() -> None:
-    url = t.normalise_url("postgresql://fe:s%40cret@127.0.0.1:5432/engine?sslmode=disable")
-    assert asyncpg_dsn(url) == "postgresql://fe:s%40cret@127.0.0.1:5432/engine?sslmode=disable"
+def test_a_dedicated_connection_gets_what_sqlalchemy_gives_asyncpg() -> None:
+    url = "postgresql+asyncpg://fe:s%40cret@db.example:5433/engine?ssl=require&prepared_statement_cache_size=0"
+    assert connect_kwargs(url) == {"user": "fe", "password": "s@cret", "host": "db.example", "port": 5433,
+                                   "database": "engine", "ssl": "require"}
 
 
 def test_lock_keys_are_signed_64_bit_and_differ_by_content() -> None:
