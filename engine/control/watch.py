@@ -85,6 +85,7 @@ class StoreWatch:
         lost_at: float | None = None  # set while the connection is down (logged once per outage)
         while True:
             conn = None
+            connected_at: float | None = None
             try:
                 conn = await asyncpg.connect(**self.connect_kwargs, timeout=CONNECT_TIMEOUT_S,
                                              server_settings={"application_name": self.name})
@@ -92,12 +93,12 @@ class StoreWatch:
                 conn.add_termination_listener(lambda _c: closed.set())
                 await conn.add_listener(CHANNEL, self._heard)
                 self.listening = True
+                connected_at = time.monotonic()
                 if lost_at is not None:
                     log.info("store_watch_restored", down_ms=round((time.monotonic() - lost_at) * 1000))
                     lost_at = None
                 # What was announced before it listened (start-up, an outage) is lost: look at everything.
                 self.on_change(EVERYTHING)
-                wait_s = RECONNECT_FIRST_S
                 while not closed.is_set():
                     try:
                         await asyncio.wait_for(closed.wait(), CHECK_EVERY_S)
@@ -116,5 +117,7 @@ class StoreWatch:
                 lost_at = time.monotonic()
                 log.warning("store_watch_lost", reason=reason[:300],
                             fallback="changes from other replicas arrive by the converge pass until it is back")
+            if connected_at is not None and time.monotonic() - connected_at > RECONNECT_MAX_S:
+                wait_s = RECONNECT_FIRST_S  # it held for a while: this is a new outage, not a flapping one
             await asyncio.sleep(wait_s)
             wait_s = min(wait_s * 2, RECONNECT_MAX_S)
