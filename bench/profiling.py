@@ -58,9 +58,9 @@ ENGINE = Attribution(
         ("serialisation (invoke frame, result decode, reply)", r"\(engine/(protocol|reply)\.py|\(pydantic|\(json/"),
         ("pool, worker and invoke bookkeeping", r"\(engine/(pool|worker|invoke)\.py"),
         ("routing and front middleware", r"\(engine/(routing|http_front|signature|service)\.py"),
-        ("worker channel: docker attach socket", r"\(engine/backends/docker\.py"),
-        ("worker channel: pipes (process backend)",
-         r"\(engine/backends/process\.py|\(asyncio/(streams|subprocess|unix_events|base_subprocess)\.py"),
+        ("worker channel (docker: the worker's Unix socket; process: pipes)",
+         r"\(engine/backends/(docker|docker_channel|docker_stream|process)\.py"
+         r"|\(asyncio/(streams|subprocess|unix_events|base_subprocess)\.py"),
         ("front door (aiohttp: parse, request, response, write)", r"\((aiohttp|multidict|yarl)/"),
     ),
     fallback=(("asyncio loop (scheduling, timers, callbacks)", r"\(asyncio/|\(selectors\.py|_asynciomodule"),),

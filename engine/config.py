@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     # renewed for build_lease_s (the replica died) lets any replica take the build over.
     build_lease_s: float = Field(default=30.0, gt=0)
     build_lease_renew_s: float = Field(default=10.0, gt=0)
+    # A dead or frozen database costs a control API request about these at most (then 503, never a
+    # hang); deployed functions keep serving either way.
+    database_connect_timeout_s: float = Field(default=5.0, gt=0)  # opening a connection, or waiting for a pooled one
+    database_command_timeout_s: float = Field(default=10.0, gt=0)  # one SQL statement (PostgreSQL)
+    # Handler log lines waiting in memory for the store (slow or down); past either bound new lines
+    # are dropped and counted (functions_engine_log_lines_dropped_total), never waited for.
+    max_pending_log_lines: int = Field(default=10_000, ge=1)  # all environments together: the memory bound
+    max_pending_log_lines_per_environment: int = Field(default=2_000, ge=1)  # one chatty environment cannot take the rest
 
     services: dict[str, ServiceOverrides] = Field(default_factory=dict)
 

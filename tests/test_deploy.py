@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import platform
 import re
 import subprocess
@@ -30,6 +31,7 @@ import pytest
 import yaml
 
 from engine.config import Settings, load_settings, read_config_file
+import engine.control.metrics  # noqa: F401  (the control plane's families: builds, deployments, store_up)
 from engine.metrics import REGISTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,6 +177,7 @@ def test_configmap_config_file_is_valid_engine_settings(tmp_path: Path) -> None:
     settings = load_settings({"config": str(path)}, environ={})
     assert (settings.backend, settings.runtime) == ("docker", "runsc")
     assert (settings.host, settings.port, settings.admin_port) == ("0.0.0.0", 3000, 3001)
+    assert settings.api_port == 3002 and settings.api_port not in (settings.port, settings.admin_port)
     assert not settings.dev_mode and settings.log_format == "json"
     for project in settings.projects:
         assert project.partition("=")[2].startswith("/srv/project"), "projects must live where the image puts them"
@@ -206,7 +209,7 @@ def test_deployment_passes_the_configmap_as_config_file() -> None:
 
 def test_secret_holds_the_project_dotenv_mounted_into_the_project() -> None:
     """The Secret's `.env` key becomes /srv/project/.env (never part of an image)."""
-    secret = resource("Secret")
+    secret = resource("Secret", "functions-engine-env")
     assert ".env" in secret["stringData"]
     for line in secret["stringData"][".env"].splitlines():
         assert not line.strip() or line.startswith("#") or re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line), line
@@ -259,10 +262,10 @@ def test_engine_reaches_only_its_node_docker_socket_and_channel_directory() -> N
 
 
 def test_probes_use_the_admin_port() -> None:
-    """Liveness on /healthz, readiness on /readyz, both on the admin port (3001)."""
+    """Liveness on /healthz, readiness on /readyz, both on the admin port (3001), never the control API's."""
     container = engine_container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 3000, "admin": 3001}
+    assert ports == {"http": 3000, "admin": 3001, "control": 3002}
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
         get = container[probe]["httpGet"]
         assert get["path"] == path and ports.get(get["port"], get["port"]) == 3001, probe
@@ -287,7 +290,7 @@ def test_service_hpa_and_pdb_point_at_the_engine() -> None:
     deployment = resource("Deployment")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    service = resource("Service")
+    service = resource("Service", "functions-engine")
     assert service["spec"]["selector"].items() <= labels.items()
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         "http": (3000, "http"), "admin": (3001, "admin"),
@@ -302,23 +305,263 @@ def test_service_hpa_and_pdb_point_at_the_engine() -> None:
     assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
 
 
-def test_network_policy_denies_by_default_and_admits_only_ingress_and_monitoring() -> None:
-    """Default deny; 3000 from the ingress namespace, 3001 from monitoring; no egress at all."""
+# --- several replicas on one PostgreSQL store -------------------------------------------------------
+
+DATABASE_SECRET = "functions-engine-database"
+
+
+def job() -> dict[str, Any]:
+    return resource("Job", "functions-engine-db-upgrade")
+
+
+def job_container() -> dict[str, Any]:
+    (container,) = job()["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def database_url_env(container: dict[str, Any]) -> dict[str, Any]:
+    (entry,) = [e for e in container.get("env", []) if e["name"] == "ENGINE_DATABASE_URL"]
+    return entry
+
+
+def test_engine_reads_the_database_url_from_the_secret_only() -> None:
+    """ENGINE_DATABASE_URL comes from a secretKeyRef (required, so a pod without it does not start);
+    the ConfigMap names neither a database URL nor a data_dir that would open a private SQLite store."""
+    entry = database_url_env(engine_container())
+    assert "value" not in entry, "the database URL (with its password) must not be written into the Deployment"
+    ref = entry["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == DATABASE_SECRET and not ref.get("optional", False)
+    secret = resource("Secret", DATABASE_SECRET)
+    url = secret["stringData"][ref["key"]]
+    assert "PLACEHOLDER" in (K8S / "database-secret.yaml").read_text(encoding="utf-8"), "say it must be replaced"
+    # The placeholder has the working form: a plain postgresql:// URL (the engine adds the asyncpg
+    # driver) that asks asyncpg for TLS.
+    from sqlalchemy.engine import make_url
+
+    from engine.control.store import database_url
+
+    assert url.startswith("postgresql://")
+    normalised = make_url(database_url(None, url))
+    assert normalised.drivername == "postgresql+asyncpg"
+    assert normalised.query.get("ssl") in ("require", "verify-ca", "verify-full"), "the example must ask for TLS"
+    data = tomllib.loads(config_toml())
+    assert "database_url" not in data and "data_dir" not in data
+    assert not any(e["name"] in ("ENGINE_DATA_DIR", "ENGINE_DATABASE_URL") and "value" in e
+                   for e in engine_container()["env"])
+
+
+def test_several_replicas_and_the_hpa_and_pdb_agree() -> None:
+    """At least two replicas from the start and under the HPA; the PDB lets a drain take one, never all."""
+    deployment = resource("Deployment")
+    hpa = resource("HorizontalPodAutoscaler")["spec"]
+    pdb = resource("PodDisruptionBudget")["spec"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert 2 <= hpa["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["maxReplicas"]
+    assert "minAvailable" not in pdb
+    assert isinstance(pdb["maxUnavailable"], int) and 1 <= pdb["maxUnavailable"] < hpa["minReplicas"]
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] <= pdb["maxUnavailable"], "a rollout takes no more pods at once than a drain"
+
+
+def test_control_api_has_its_own_service_on_the_api_port() -> None:
+    """api_port in engine.toml is the container port `control`, served by Service
+    functions-engine-control alone; the function traffic Service does not carry it."""
+    api_port = tomllib.loads(config_toml())["api_port"]
+    ports = {p["name"]: p["containerPort"] for p in engine_container()["ports"]}
+    assert ports["control"] == api_port and api_port not in (ports["http"], ports["admin"])
+    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    control = resource("Service", "functions-engine-control")
+    assert control["spec"]["selector"].items() <= labels.items()
+    assert [(p["port"], p["targetPort"]) for p in control["spec"]["ports"]] == [(api_port, "control")]
+    functions = resource("Service", "functions-engine")
+    assert not any(p["targetPort"] in ("control", api_port) or p["port"] == api_port for p in functions["spec"]["ports"])
+
+
+def test_migration_job_runs_db_upgrade_with_the_engine_image_and_secret() -> None:
+    """The Job is `python -m engine db upgrade` from the Deployment's image, with the same secretKeyRef,
+    bounded retries, removed after it ends, restricted like the engine, and no Docker socket."""
+    spec = job()["spec"]
+    pod = spec["template"]["spec"]
+    container = job_container()
+    assert container["args"] == ["db", "upgrade"] and "command" not in container  # the image's `python3 -m engine`
+    assert container["image"] == engine_container()["image"]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert container["image"] in {image["name"] for image in kustomization["images"]}, "kustomize must set its tag too"
+    assert database_url_env(container) == database_url_env(engine_container())
+    assert 1 <= spec["backoffLimit"] <= 10 and spec["ttlSecondsAfterFinished"] > 0
+    assert spec.get("activeDeadlineSeconds", 0) > 0
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    assert container["securityContext"] == engine_container()["securityContext"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    assert not any("hostPath" in v for v in pod.get("volumes", [])), "the Job needs no node path, least of all the socket"
+    assert not any(e["name"] == "DOCKER_HOST" for e in container.get("env", []))
+    assert "limits" in container["resources"]
+
+
+def test_migration_job_command_is_the_engines() -> None:
+    """`python -m engine <the Job's args> --help` is a command the engine knows."""
+    done = subprocess.run([sys.executable, "-m", "engine", *job_container()["args"], "--help"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and "--database-url" in done.stdout, done.stderr
+
+
+def test_migration_job_command_migrates_a_real_database_twice(pg_url: str) -> None:
+    """The Job's exact arguments and environment variable migrate an empty PostgreSQL database, and a
+    second run (a retried Job, or the next release's) finds nothing to do and succeeds."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ENGINE_")},
+           database_url_env(job_container())["name"]: pg_url}
+    for attempt in (1, 2):
+        done = subprocess.run([sys.executable, "-m", "engine", *job_container()["args"]],
+                              capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert done.returncode == 0, f"run {attempt}: {done.stdout}{done.stderr}"
+        assert "newest schema" in done.stdout
+
+
+FIRST_APPLY = ("database", "db-upgrade")  # README.md: `kubectl apply -k deploy/k8s -l 'app.kubernetes.io/component in (...)'`
+
+
+def readme_section(title: str) -> str:
+    readme = (K8S / "README.md").read_text(encoding="utf-8")
+    assert f"\n## {title}\n" in readme, f"deploy/k8s/README.md has no section {title!r}"
+    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_cloudnativepg_example_is_the_database_the_manifests_name() -> None:
+    """The README's CloudNativePG example (not applied: its CRDs are not in the offline schemas)
+    parses, and its cluster is the one the NetworkPolicy admits and the placeholder URL names."""
+    blocks = re.findall(r"```yaml\n(.*?)```", readme_section("PostgreSQL"), re.S)
+    docs = [doc for block in blocks for doc in yaml.safe_load_all(block) if doc]
+    (cluster,) = [d for d in docs if d["kind"] == "Cluster"]
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
+    assert all(d["metadata"]["namespace"] == namespace for d in docs)
+    assert any(d["kind"] == "ScheduledBackup" and d["spec"]["cluster"]["name"] == name for d in docs), "a backup schedule"
+    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    (engine_policy,) = policies_selecting(labels)
+    (peer,) = map(json.loads, database_egress(engine_policy["spec"]))
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": namespace}
+    assert peer["podSelector"]["matchLabels"] == {"cnpg.io/cluster": name}
+    from sqlalchemy.engine import make_url
+
+    url = make_url(resource("Secret", DATABASE_SECRET)["stringData"]["url"])
+    assert url.host == f"{name}-rw.{namespace}.svc" and url.port == 5432
+    assert int(cluster["spec"]["postgresql"]["parameters"]["max_connections"]) >= \
+        resource("HorizontalPodAutoscaler")["spec"]["maxReplicas"] * 16 + 2, "README, Size: connections per replica"
+
+
+def test_applying_the_migration_first_brings_what_the_job_needs_and_no_engine() -> None:
+    """The label selection the README applies before the rest holds the Job, the Secret it reads and
+    its NetworkPolicy, and nothing that starts or routes to an engine; the Job names no ServiceAccount
+    of ours (the namespace's default one exists on a first install)."""
+    chosen = {(doc["kind"], doc["metadata"]["name"]) for _, doc in all_resources()
+              if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") in FIRST_APPLY}
+    job_labels = job()["spec"]["template"]["metadata"]["labels"]
+    (policy,) = policies_selecting(job_labels)
+    assert chosen == {("Job", job()["metadata"]["name"]), ("Secret", DATABASE_SECRET),
+                      ("NetworkPolicy", policy["metadata"]["name"])}, chosen
+    assert "serviceAccountName" not in job()["spec"]["template"]["spec"]
+    readme = readme_section("PostgreSQL")
+    selector = f"-l 'app.kubernetes.io/component in ({','.join(FIRST_APPLY)})'"
+    assert selector in readme and selector in (K8S / "migrate-job.yaml").read_text(encoding="utf-8")
+    assert "--for=condition=complete" in readme and f"job/{job()['metadata']['name']}" in readme
+
+
+def test_migration_job_pods_are_apart_from_the_engine() -> None:
+    """No Service, PDB or the engine's NetworkPolicy selects the Job's pod (it would get traffic or
+    the engine's ingress); a policy of its own lets it reach the same database, and nothing in."""
+    labels = job()["spec"]["template"]["metadata"]["labels"]
+    for _, doc in all_resources():
+        selector = doc.get("spec", {}).get("selector")
+        if doc["kind"] in ("Service", "PodDisruptionBudget", "Deployment") and selector:
+            selector = selector.get("matchLabels", selector)
+            assert not selector.items() <= labels.items(), f"{doc['kind']}/{doc['metadata']['name']} selects the Job"
+    (policy,) = policies_selecting(labels)
+    assert not policy["spec"].get("ingress") and "Ingress" in policy["spec"]["policyTypes"]
+    engine_labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    (engine_policy,) = policies_selecting(engine_labels)
+    assert policy is not engine_policy
+    assert database_egress(policy["spec"]) == database_egress(engine_policy["spec"])
+    assert _peers_and_ports(policy["spec"]["egress"], "to") == _peers_and_ports(engine_policy["spec"]["egress"], "to")
+
+
+def _peers_and_ports(rules: list[dict[str, Any]], side: str) -> set[tuple[str, int, str]]:
+    """(peer as canonical JSON, port, protocol) for each rule's peers × ports; a rule without peers or
+    ports would admit every peer or every port, so it is refused here."""
+    found = set()
+    for rule in rules:
+        assert rule.get(side) and rule.get("ports"), f"a NetworkPolicy rule without `{side}` or `ports` admits everything: {rule}"
+        for peer in rule[side]:
+            for port in rule["ports"]:
+                found.add((json.dumps(peer, sort_keys=True), port["port"], port.get("protocol", "TCP")))
+    return found
+
+
+def _peer(namespace: dict[str, str], pods: dict[str, str] | None = None) -> str:
+    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": namespace}}
+    if pods is not None:
+        peer["podSelector"] = {"matchLabels": pods}
+    return json.dumps(peer, sort_keys=True)
+
+
+def policies_selecting(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The NetworkPolicies (other than the default deny) whose podSelector matches pods with these labels."""
+    return [doc for _, doc in all_resources() if doc["kind"] == "NetworkPolicy" and doc["spec"]["podSelector"]
+            and doc["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+
+
+DEPLOYER_LABEL = {"functions-engine.io/deployer": "true"}
+DNS_PEER = _peer({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"})
+
+
+def database_egress(spec: dict[str, Any]) -> set[str]:
+    """The peers a policy lets reach port 5432; each must name the database, not a whole namespace."""
+    peers = {peer for peer, port, protocol in _peers_and_ports(spec["egress"], "to") if (port, protocol) == (5432, "TCP")}
+    for peer in map(json.loads, peers):
+        narrow = peer.get("podSelector", {}).get("matchLabels") or "ipBlock" in peer
+        assert narrow, f"egress to 5432 must name the database's pods or address, not a whole namespace: {peer}"
+    return peers
+
+
+def test_network_policy_denies_by_default_and_admits_only_what_the_engine_needs() -> None:
+    """Default deny; 3000 from the ingress namespace, 3001 from monitoring, the control API (3002)
+    only from deployer pods in deployer namespaces; egress only to the cluster DNS and to the
+    PostgreSQL store on 5432."""
     policies = [doc for _, doc in all_resources() if doc["kind"] == "NetworkPolicy"]
     deny = [p for p in policies if p["spec"]["podSelector"] == {}]
     assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert not deny[0]["spec"].get("ingress") and not deny[0]["spec"].get("egress")
-    engine = [p for p in policies if p["spec"]["podSelector"] != {}]
+    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    engine = policies_selecting(labels)
     assert len(engine) == 1
     spec = engine[0]["spec"]
-    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
-    assert set(spec["policyTypes"]) == {"Ingress", "Egress"} and spec.get("egress") == []
-    allowed = {
-        (rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], port["port"])
-        for rule in spec["ingress"] for port in rule["ports"]
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    assert _peers_and_ports(spec["ingress"], "from") == {
+        (_peer({"kubernetes.io/metadata.name": "ingress-nginx"}), 3000, "TCP"),
+        (_peer({"kubernetes.io/metadata.name": "monitoring"}), 3001, "TCP"),
+        # Both selectors in one peer: a deployer pod AND in a deployer namespace.
+        (_peer(DEPLOYER_LABEL, DEPLOYER_LABEL), 3002, "TCP"),
     }
-    assert allowed == {("ingress-nginx", 3000), ("monitoring", 3001)}
+    db = database_egress(spec)
+    assert len(db) == 1
+    assert _peers_and_ports(spec["egress"], "to") == {
+        (DNS_PEER, 53, "UDP"), (DNS_PEER, 53, "TCP"), (next(iter(db)), 5432, "TCP"),
+    }
+
+
+def test_control_api_port_admits_no_one_but_the_deployers() -> None:
+    """An attacker in the ingress or monitoring namespace (or any unlabelled pod) cannot reach 3002:
+    no rule admitting another peer names the control API's port, or leaves its ports open."""
+    labels = resource("Deployment")["spec"]["template"]["metadata"]["labels"]
+    (spec,) = [p["spec"] for p in policies_selecting(labels)]
+    api_port = tomllib.loads(config_toml())["api_port"]
+    for peer, port, _ in _peers_and_ports(spec["ingress"], "from"):
+        if port in (api_port, "control"):
+            assert peer == _peer(DEPLOYER_LABEL, DEPLOYER_LABEL), f"{peer} may reach the control API"
+    # The deployer rule opens the API port only, not the function or admin port.
+    assert {port for peer, port, _ in _peers_and_ports(spec["ingress"], "from")
+            if peer == _peer(DEPLOYER_LABEL, DEPLOYER_LABEL)} == {api_port}
 
 
 # --- Prometheus Operator CRDs (structural: not in the core schemas) ---------------------------------
@@ -329,9 +572,14 @@ def test_servicemonitor_structure() -> None:
     monitor = resource("ServiceMonitor")
     assert monitor["apiVersion"] == CRD_GROUP and monitor["metadata"]["name"]
     spec = monitor["spec"]
-    assert spec["selector"]["matchLabels"].items() <= resource("Service")["metadata"]["labels"].items()
+    service = resource("Service", "functions-engine")
+    assert spec["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert spec["namespaceSelector"]["matchNames"] == [resource("Namespace")["metadata"]["name"]]
-    service_ports = {p["name"] for p in resource("Service")["spec"]["ports"]}
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    # Only the Service with the admin port: a selected Service without it would be scraped for nothing.
+    selected = [doc for _, doc in all_resources() if doc["kind"] == "Service"
+                and spec["selector"]["matchLabels"].items() <= doc["metadata"]["labels"].items()]
+    assert selected == [service], [doc["metadata"]["name"] for doc in selected]
     assert spec["endpoints"], "a ServiceMonitor needs at least one endpoint"
     for endpoint in spec["endpoints"]:
         assert endpoint["port"] == "admin" and endpoint["port"] in service_ports
@@ -474,9 +722,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: None, tmp_path: Path) -> None:
+def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: None, tmp_path: Path, pg_url: str) -> None:
     """The top-level Dockerfile builds on the local base; the image runs as non-root on a read-only
-    root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM.
+    root with network none, serves a bind-mounted project, answers its HEALTHCHECK, and exits 0 on SIGTERM;
+    and it runs migrate-job.yaml's command as that Job's container would (read-only root, uid 10000,
+    no capabilities, ENGINE_DATABASE_URL), against a real PostgreSQL, twice.
 
     The build does not reach PyPI itself (CI's network intercepts TLS with a CA only the host
     trusts): like engine/images/, the wheels are fetched on the host, and the build gets them
@@ -547,6 +797,20 @@ def test_engine_image_builds_and_serves_on_a_read_only_root(docker_available: No
         assert seen["hello"] == [200, "hello from the engine image"]
         assert 'functions_engine_info{backend="process"' in seen["metrics"][1]
         assert _docker("exec", name, *healthcheck[1:], check=False).returncode == 0, "the HEALTHCHECK command fails"
+
+        # The migration Job's container: its args, its securityContext, its one variable. Host
+        # network only to reach this machine's PostgreSQL on 127.0.0.1.
+        ctx = job_container()["securityContext"]
+        for attempt in (1, 2):
+            migrate = _docker(
+                "run", "--rm", "--network", "host", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
+                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--user", f"{ctx['runAsUser']}:{ctx['runAsGroup']}",
+                "-e", f"{database_url_env(job_container())['name']}={pg_url}",
+                tag, *job_container()["args"], timeout=180, check=False,
+            )
+            assert migrate.returncode == 0 and "newest schema" in migrate.stdout, \
+                f"db upgrade run {attempt} in the image failed:\n{migrate.stdout}{migrate.stderr[-3000:]}"
 
         _docker("stop", "--time", "30", name, timeout=60)
         state = json.loads(_docker("inspect", name).stdout)[0]["State"]

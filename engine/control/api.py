@@ -12,7 +12,7 @@ from aiohttp import web
 
 from engine.config import KiB, Settings
 from engine.control.accounts import Authenticator
-from engine.control.errors import ApiError, NotFound, TooLarge, Unauthenticated
+from engine.control.errors import ApiError, NotFound, StoreUnavailable, TooLarge, Unauthenticated
 from engine.control.store import Store
 
 log = structlog.get_logger("engine.control")
@@ -48,12 +48,15 @@ def account(request: web.Request) -> str:
 
 def _json_error(error: ApiError) -> web.Response:
     headers = {"WWW-Authenticate": 'Basic realm="functions-engine"'} if error.status == 401 else None
+    if isinstance(error, StoreUnavailable):
+        headers = {"Retry-After": str(error.retry_after_s)}
     return web.json_response(error.body(), status=error.status, headers=headers)
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """ApiError → its status and body; aiohttp's own 4xx (bad route, body too large) → same shape; anything else → 500."""
+    """ApiError → its status and body (the store unreachable → 503, raised by store.py); aiohttp's own
+    4xx (bad route, body too large) → same shape; anything else → 500."""
     try:
         return await handler(request)
     except ApiError as exc:

@@ -27,7 +27,7 @@ from sqlalchemy import insert, select
 
 from engine.control import metrics
 from engine.control import store as t
-from engine.control.errors import ApiError, BadRequest, Conflict
+from engine.control.errors import ApiError, BadRequest, Conflict, StoreUnavailable
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
@@ -115,7 +115,11 @@ class Converger:
                 if type(exc).__name__ == "NameClash":  # engine.deployment.NameClash: its host or name is taken
                     raise Conflict(f"build {build_sid} cannot be served: {exc}") from None
                 raise BadRequest(f"build {build_sid} cannot be served: {exc}") from None
-            await record()
+            try:
+                await record()
+            except Exception:  # e.g. the store went away: serving a build it does not record, so the
+                self.applied.pop(environment_sid, None)  # next pass puts back what the store says
+                raise
             self.applied[environment_sid] = (build_sid, _digest(dep.env))
         metrics.DEPLOYMENTS.labels("applied").inc()
         await self.log(environment_sid, "info", f"now serving build {build_sid}", build_sid)
@@ -245,6 +249,8 @@ class Converger:
                 pending, full_at = {EVERYTHING}, loop.time() + interval_s
             try:
                 await self._pass(pending)
+            except StoreUnavailable:  # store_down said so once; what is served stays served
+                pass
             except Exception:  # a store outage stops changes, never serving
                 log.exception("reconcile_failed")
 

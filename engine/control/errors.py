@@ -6,7 +6,8 @@
     ├── BadRequest        400 20001: a field is missing or has a bad value (names it)
     ├── Conflict          409 20409: a unique name or domain is taken
     ├── TooLarge          413 20413: an upload or build over its bound (names the setting)
-    └── TooMany           429 20429: over a rate bound (names the setting)
+    ├── TooMany           429 20429: over a rate bound (names the setting)
+    └── StoreUnavailable  503 20503: the control store (database) does not answer; retry (store.py raises it)
 
 `api.py`'s error middleware is the one place that turns these (and every unexpected exception,
 as a 500 that names no internals) into `{"code","message","more_info","status"}`.
@@ -53,3 +54,14 @@ class TooLarge(ApiError):
 
 class TooMany(ApiError):
     status, code = 429, 20429
+
+
+class StoreUnavailable(ApiError):
+    status, code = 503, 20503
+    #: Seconds a client is asked to wait before retrying (the `Retry-After` header).
+    retry_after_s = 5
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "the control store (database) is unavailable, so nothing can be read or changed right now; "
+            f"deployed functions keep serving; retry in a few seconds ({reason})")

@@ -35,7 +35,8 @@ class ControlPlane:
 
     async def start(self) -> None:
         s = self.settings
-        self.store = Store(database_url(s.data_dir, s.database_url))
+        self.store = Store(database_url(s.data_dir, s.database_url),
+                           s.database_connect_timeout_s, s.database_command_timeout_s)
         await self.store.upgrade()
         work_dir = Path(s.data_dir) if s.data_dir else Path(tempfile.mkdtemp(prefix="engine-control-"))
         self.builder = Builder(self.store, self.engine, work_dir,
@@ -45,11 +46,13 @@ class ControlPlane:
         backend = getattr(self.engine, "backend", None)
         if shared and backend is not None:  # one dependency install per content across the replicas
             backend.build_guard = BuildLocks(self.store.url, f"functions-engine build {engine_id}").hold
-        self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s)
+        self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s,
+                            s.max_pending_log_lines, s.max_pending_log_lines_per_environment)
         self.sink.start()
         self.converger = converger = Converger(self.store, self.engine, self.builder, self.sink)
         await converger.reconcile()  # restore: serve again what the store says, before /readyz says 200
         converger.start(s.converge_interval_s)
+        self.store.health.on_recovery.append(converger.reconcile)  # after an outage: a full pass at once
         if shared and s.converge_listen:
             self.watch = StoreWatch(self.store.url, f"functions-engine watch {engine_id}", converger.changed)
             self.watch.start()

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (
     Boolean, Column, DateTime, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Table, Text,
-    UniqueConstraint, event, insert, select,
+    UniqueConstraint, event, insert, select, text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from engine.control.dburl import for_asyncpg
+from engine.control.errors import StoreUnavailable
+from engine.control.outage import StoreHealth, store_unavailable
 from engine.errors import ConfigError
 
 metadata = MetaData()
@@ -217,8 +222,8 @@ def normalise_url(url: str) -> str:
     the async driver this package ships; any explicit `+driver` is kept."""
     for scheme in ("postgresql://", "postgres://"):
         if url.startswith(scheme):
-            return "postgresql+asyncpg://" + url[len(scheme):]
-    return url
+            url = "postgresql+asyncpg://" + url[len(scheme):]
+    return for_asyncpg(url) if url.startswith("postgresql+asyncpg://") else url  # libpq's sslmode= → ssl=
 
 
 def is_postgres(url: str) -> bool:
@@ -230,11 +235,25 @@ def _make_sqlite_dir(url: str) -> None:
         Path(url.split(":///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_engine(url: str) -> AsyncEngine:
-    """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout."""
+#: Defaults of `database_connect_timeout_s` and `database_command_timeout_s` (engine/config.py).
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+
+
+def open_engine(url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                command_timeout_s: float = COMMAND_TIMEOUT_S) -> AsyncEngine:
+    """An async SQLAlchemy engine; SQLite gets WAL, foreign keys and a busy timeout. PostgreSQL gets
+    connect and statement timeouts (a dead or frozen server costs a request seconds, not minutes),
+    and every pooled connection is pinged before use (one left over from before a server restart
+    is replaced, not handed to a request)."""
     is_sqlite = url.startswith("sqlite")
     _make_sqlite_dir(url)
-    db = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    if is_sqlite:
+        db = create_async_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+    else:
+        is_asyncpg = url.startswith("postgresql+asyncpg://")  # what normalise_url gives every postgresql:// URL
+        connect_args = {"timeout": connect_timeout_s, "command_timeout": command_timeout_s} if is_asyncpg else {}
+        db = create_async_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_timeout=connect_timeout_s)
     if is_sqlite:
         @event.listens_for(db.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -258,22 +277,53 @@ def migrate(url: str, revision: str = "head") -> None:
 
 
 class Store:
-    """The opened store: one async engine; `begin()` gives a transaction."""
+    """The opened store: one async engine; `begin()` gives a transaction, `connect()` a connection.
 
-    def __init__(self, url: str) -> None:
+    Both translate "the database cannot be reached" into `StoreUnavailable` (503 in the API) and
+    tell `health` (the gauge, the log lines, the catch-up after an outage); any success tells it
+    the store is back."""
+
+    def __init__(self, url: str, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 command_timeout_s: float = COMMAND_TIMEOUT_S) -> None:
         self.url = url
-        self.db = open_engine(url)
+        self.db = open_engine(url, connect_timeout_s, command_timeout_s)
+        self.health = StoreHealth()
+        self.health.probe = self.ping
 
     async def upgrade(self) -> None:
         await asyncio.to_thread(migrate, self.url)
 
-    def begin(self):  # type: ignore[no-untyped-def]
-        return self.db.begin()
+    @asynccontextmanager
+    async def _reachable(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            self.health.mark_down(exc)
+            raise StoreUnavailable(type(exc).__name__) from exc
+        if not self.health.up:
+            self.health.mark_up()
 
-    def connect(self):  # type: ignore[no-untyped-def]
-        return self.db.connect()
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reachable(), self.db.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self._reachable(), self.db.connect() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        """One `SELECT 1`: the probe that notices the store is back."""
+        async with self.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        await self.health.close()
         await self.db.dispose()
 
 

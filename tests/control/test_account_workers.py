@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import EngineLauncher
 from tests.control.conftest import Account, ControlEngine, make_service, ok, start_control_engine, upload, wait_build
+from tests.docker_helpers import engine_id_of
 
 SERVICE_LABEL = "io.functions-engine.service"
+ENGINE_LABEL = "io.functions-engine.engine"
 SLEEP_JS = "exports.handler = (context, event, callback) => setTimeout(() => callback(null, 'slept'), 3000);\n"
 FAST_JS = "exports.handler = (context, event, callback) => callback(null, 'fast');\n"
 
@@ -48,6 +50,7 @@ def test_requests_spread_over_two_environments_cannot_run_more_workers_than_the_
     greedy_hosts = _deploy(control, greedy, "slow", SLEEP_JS, ["one", "two"])
     (other_host,) = _deploy(control, other, "calm", FAST_JS, ["prod"])
     labels = {"slow-one", "slow-two"}
+    mine = f"{ENGINE_LABEL}={engine_id_of(control.engine)}"  # this engine's containers, not a concurrent run's
 
     client = docker.from_env()
     most = 0
@@ -57,7 +60,7 @@ def test_requests_spread_over_two_environments_cannot_run_more_workers_than_the_
         nonlocal most
         while not stop.is_set():
             # The low-level list: one call, no per-container inspect racing a removal.
-            running = [c for c in client.api.containers(all=True, filters={"label": SERVICE_LABEL})
+            running = [c for c in client.api.containers(all=True, filters={"label": mine})
                        if (c.get("Labels") or {}).get(SERVICE_LABEL) in labels]
             most = max(most, len(running))
             time.sleep(0.05)
@@ -105,6 +108,7 @@ def test_a_redeploy_at_the_account_quota_takes_the_old_builds_idle_place_and_nev
 ) -> None:
     control = start_control_engine(engine_factory, tmp_path / "data", backend=docker_backend, config={"min_idle": 1})
     account = control.account("tight", "--max-workers", "1")
+    mine = f"{ENGINE_LABEL}={engine_id_of(control.engine)}"  # this engine's containers, not a concurrent run's
     client = docker.from_env()
     most = 0
     stop = threading.Event()
@@ -112,7 +116,7 @@ def test_a_redeploy_at_the_account_quota_takes_the_old_builds_idle_place_and_nev
     def count() -> None:
         nonlocal most
         while not stop.is_set():
-            running = [c for c in client.api.containers(all=True, filters={"label": SERVICE_LABEL})
+            running = [c for c in client.api.containers(all=True, filters={"label": mine})
                        if (c.get("Labels") or {}).get(SERVICE_LABEL) == "shop-dev"]
             most = max(most, len(running))
             time.sleep(0.05)
