@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     max_log_entries_per_environment: int = Field(default=1000, ge=1)  # Logs kept per environment, newest
     log_retention_s: float = Field(default=86400.0, gt=0)  # Logs older than this are removed
     converge_interval_s: float = Field(default=5.0, gt=0)  # how soon store changes made elsewhere are served
+    # On PostgreSQL, other replicas' changes also arrive at once by LISTEN/NOTIFY; false where the
+    # connection cannot LISTEN (a transaction-pooling proxy): then converge_interval_s alone.
+    converge_listen: bool = True
+    # A build being built is leased to its replica, renewed every build_lease_renew_s; a lease not
+    # renewed for build_lease_s (the replica died) lets any replica take the build over.
+    build_lease_s: float = Field(default=30.0, gt=0)
+    build_lease_renew_s: float = Field(default=10.0, gt=0)
     # A dead or frozen database costs a control API request about these at most (then 503, never a
     # hang); deployed functions keep serving either way.
     database_connect_timeout_s: float = Field(default=5.0, gt=0)  # opening a connection, or waiting for a pooled one
@@ -184,6 +191,14 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network ({exc})") from exc
         return networks
+
+    @field_validator("build_lease_renew_s")
+    @classmethod
+    def _renewed_within_the_lease(cls, value: float, info: Any) -> float:
+        lease = info.data.get("build_lease_s")
+        if lease is not None and value >= lease:
+            raise ValueError(f"must be shorter than build_lease_s ({lease:g}), or leases run out while their builds run")
+        return value
 
     @field_validator("services")
     @classmethod

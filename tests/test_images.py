@@ -168,6 +168,31 @@ def test_service_image_reused_when_unchanged_rebuilt_when_changed(
 
 
 @pytest.mark.docker
+def test_the_same_content_under_another_service_name_is_tagged_not_built(
+    client: docker.DockerClient, runner_image: str, tmp_path: Path, built: list[str]
+) -> None:
+    """A build's image serves each environment it is deployed to, and another replica on the daemon:
+    one image per content, whatever the service name; other content is still built."""
+    project = tiny_project(tmp_path / "p")
+    (project / "functions" / "hello.py").write_text(f"# {tmp_path.name}\n" + (project / "functions" / "hello.py").read_text())
+    first = images.ensure_service_image(client, "svc-one", project, runner_image)
+    built.append(first)
+    lines: list[str] = []
+    second = images.ensure_service_image(client, "svc-two", project, runner_image, lines.append)
+    built.append(second)
+    assert second.startswith("engine-service-svc-two:") and second.split(":")[1] == first.split(":")[1]
+    assert client.images.get(second).id == client.images.get(first).id
+    assert len(lines) == 1 and "present (the same content" in lines[0], lines
+
+    (project / "functions" / "hello.py").write_text("def handler(context, event, callback):\n    callback(None, 'other')\n")
+    lines.clear()
+    third = images.ensure_service_image(client, "svc-two", project, runner_image, lines.append)
+    built.append(third)
+    assert client.images.get(third).id != client.images.get(first).id
+    assert any(line.startswith("building ") for line in lines)
+
+
+@pytest.mark.docker
 def test_service_requirements_are_installed(
     client: docker.DockerClient, runner_image: str, tmp_path: Path, built: list[str]
 ) -> None:

@@ -7,13 +7,22 @@ runner process lives (a child process, a container) and how to talk to its stdin
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 #: Receives human-readable progress lines for long work (image builds).
 ProgressFn = Callable[[str], None]
+#: Held around building an image for content (`key`, its hash) the daemon does not have yet.
+BuildGuard = Callable[[str], AbstractAsyncContextManager[None]]
+
+
+def unguarded(_key: str) -> AbstractAsyncContextManager[None]:
+    """One engine alone: its own build lock is enough."""
+    return contextlib.nullcontext()
 
 
 class ExitKind(enum.StrEnum):
@@ -115,6 +124,9 @@ class Backend(abc.ABC):
 
     name: str
     isolation: str  # human-readable, logged at start-up and exposed on /metrics
+    # Replicas sharing a store and a daemon set one that excludes the others (engine/control/buildlock.py),
+    # so only one of them installs a given content's dependencies.
+    build_guard: BuildGuard = staticmethod(unguarded)
 
     async def start(self) -> None:
         """Connect, check, and reap orphans left by an earlier engine."""

@@ -380,10 +380,24 @@ class DockerBackend(Backend):
     # -- images --
 
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
-        """Build (or reuse) the base, runner and service images; returns the spec with `image` set."""
+        """Build (or reuse) the base, runner and service images; returns the spec with `image` set.
+
+        An image for the same content, built by anyone on this daemon, is reused; building one is
+        done under `build_guard` (replicas of one store: one install per content at a time)."""
         async with self._prepare_lock:
-            image = await self._call(self._prepare_sync, spec, progress)
+            image, content = await self._call(self._cached_sync, spec, progress)
+            if image is None:
+                async with self.build_guard(content):
+                    image = await self._call(self._prepare_sync, spec, progress)
         return dataclasses.replace(spec, image=image)
+
+    def _cached_sync(self, spec: WorkerSpec, progress: ProgressFn | None) -> tuple[str | None, str]:
+        """(the service image if the daemon has one for this content, else None; the content hash)."""
+        client = self._client
+        if client is None:
+            raise BackendError("the docker backend is not started")
+        runner = images.ensure_runner_image(client, spec.runtime, progress, base_image=self.base_image)
+        return images.cached_service_image(client, spec.service, Path(spec.project_root), runner, progress)
 
     def _prepare_sync(self, spec: WorkerSpec, progress: ProgressFn | None) -> str:
         client = self._client

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.control import store as t
 from engine.control.shapes import is_sid, new_sid
+from engine.control.watch import announce
 
 _hasher = PasswordHasher()
 
@@ -69,6 +70,7 @@ async def delete_account(conn: AsyncConnection, account_sid: str) -> None:
     for table in (t.logs, t.deployments, t.variables, t.versions, t.builds, t.entries, t.environments, t.services, t.api_keys):
         await conn.execute(delete(table).where(table.c.account_sid == account_sid))
     await conn.execute(delete(t.accounts).where(t.accounts.c.sid == account_sid))
+    await announce(conn)  # every replica withdraws its environments
 
 
 async def create_key(conn: AsyncConnection, account_sid: str, name: str) -> NewCredential:
@@ -93,6 +95,7 @@ async def set_quotas(conn: AsyncConnection, account_sid: str, values: dict[str, 
     changes = {k: (v or None) for k, v in values.items() if v is not None and k in t.QUOTAS}
     if changes:
         await conn.execute(update(t.accounts).where(t.accounts.c.sid == account_sid).values(**changes, date_updated=t.now()))
+        await announce(conn)  # a worker quota applies to every replica's pools
 
 
 def _verify(digest: str, password: str) -> bool:

@@ -5,6 +5,11 @@ engine's own project loader, and have the backend prepare its images (npm/pip in
 or the npm/pip error line) on the Build. The project directory is derived from the store (blobs),
 so it can be made again on any replica or after a restart; the backend caches images by content,
 so a later activation of the same build finds its image ready.
+
+A build being built is leased to the replica running it (engine/control/leases.py): renewed every
+`build_lease_renew_s` while it is queued or running, taken over by any replica's converge pass
+once `build_lease_s` passed without renewal, so a replica that dies mid-build leaves nothing
+`building` for ever.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.backends.base import WorkerSpec
-from engine.control import metrics
+from engine.control import leases, metrics
 from engine.control import store as t
 from engine.control.errors import BadRequest
 from engine.errors import EngineError
@@ -120,35 +125,88 @@ async def materialise(conn: AsyncConnection, build: Any, dest: Path) -> None:
 class Builder:
     """Runs builds one at a time in the background (the machine builds images; one is enough)."""
 
-    def __init__(self, store: t.Store, engine: Any, work_dir: Path) -> None:
+    def __init__(self, store: t.Store, engine: Any, work_dir: Path, *,
+                 lease_s: float = 30.0, lease_renew_s: float = 10.0) -> None:
         self.store = store
         self.engine = engine
         self.work_dir = work_dir
+        self.owner: str = getattr(engine, "engine_id", None) or "engine"
+        self.lease_s = lease_s
+        self.lease_renew_s = lease_renew_s
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: set[str] = set()  # builds this replica holds the lease of (queued or running)
+        self._renewer: asyncio.Task[None] | None = None
+        self._taking_over = asyncio.Lock()  # one claim round at a time (start-up's and a pass's)
 
     def project_dir(self, build_sid: str) -> Path:
         return self.work_dir / "builds" / build_sid
 
+    async def new_lease(self, conn: AsyncConnection) -> dict[str, Any]:
+        """Owner and lease columns for a build created here (written in the same transaction)."""
+        return await leases.new_lease(conn, self.owner, self.lease_s)
+
     def start(self, build_sid: str, service_name: str) -> None:
+        """Run a build whose lease this replica holds."""
+        self._held.add(build_sid)
         task = asyncio.create_task(self._run(build_sid, service_name), name=f"build-{build_sid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_loop(), name="build-leases")
+
+    async def take_over(self, *, any_lease: bool = False) -> list[str]:
+        """Claim and run the builds whose lease ran out (their replica died or stopped); with
+        `any_lease`, every build still `building` (an engine starting on its own embedded store)."""
+        taken: list[str] = []
+        async with self._taking_over:
+            async with self.store.connect() as conn:
+                candidates = await leases.expired(conn, any_lease=any_lease)
+            for sid, name, previous in candidates:
+                if sid in self._held:
+                    continue
+                async with self.store.begin() as conn:
+                    if not await leases.claim(conn, sid, self.owner, self.lease_s, any_lease=any_lease):
+                        continue  # another replica claimed it first
+                log.info("build_taken_over", build=sid, previous_owner=previous)
+                taken.append(sid)
+                self.start(sid, name)
+        return taken
 
     async def resume(self) -> None:
-        """Builds left `building` by a stopped engine are run again."""
-        async with self.store.connect() as conn:
-            rows = (await conn.execute(
-                select(t.builds.c.sid, t.services.c.unique_name).join(t.services, t.services.c.sid == t.builds.c.service_sid)
-                .where(t.builds.c.status == "building")
-            )).all()
-        for sid, name in rows:
-            self.start(sid, name)
+        """At start: builds left `building` by a replica that is gone are run again. On the embedded
+        store this engine is the only one, so all of them; on a shared one, those whose lease ran out
+        (the others are taken over by a later converge pass if their replica does not renew them)."""
+        await self.take_over(any_lease=not t.is_postgres(self.store.url))
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_renew_s)
+            if not self._held:
+                continue
+            try:
+                async with self.store.begin() as conn:
+                    lost = await leases.renew(conn, sorted(self._held), self.owner, self.lease_s)
+            except Exception as exc:  # the store is unreachable: the lease runs out, another replica takes over
+                log.warning("build_lease_not_renewed", error=str(exc), builds=sorted(self._held))
+                continue
+            for sid in lost & self._held:
+                log.warning("build_lease_lost", build=sid, lease_s=self.lease_s)
 
     async def close(self) -> None:
+        unfinished = sorted(self._held)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
+        if unfinished:  # stopped before they finished: another replica (or this one restarted) takes them at once
+            try:
+                async with self.store.begin() as conn:
+                    await leases.release(conn, unfinished, self.owner)
+            except Exception as exc:
+                log.warning("build_lease_not_released", error=str(exc), builds=unfinished)
 
     async def ensure_project(self, build_sid: str) -> Path:
         """The build's project directory, made again from the store when missing."""
@@ -162,23 +220,31 @@ class Builder:
         return dest
 
     async def _run(self, build_sid: str, service_name: str) -> None:
-        async with self._lock:
-            started = time.monotonic()
-            try:
-                error = await self._build(build_sid, service_name)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a build's failure is the build's, never the engine's
-                log.exception("build_crashed", build=build_sid)
-                error = f"the build failed inside the engine: {exc}"
-            status = "failed" if error else "completed"
-            async with self.store.begin() as conn:
-                await conn.execute(update(t.builds).where(t.builds.c.sid == build_sid).values(
-                    status=status, error=error, date_updated=t.now(),
-                ))
-            metrics.BUILDS.labels(status).inc()
-            metrics.BUILD_SECONDS.labels(status).observe(time.monotonic() - started)
-            log.info("build_finished", build=build_sid, status=status, error=error)
+        try:
+            async with self._lock:
+                await self._run_locked(build_sid, service_name)
+        finally:
+            self._held.discard(build_sid)
+
+    async def _run_locked(self, build_sid: str, service_name: str) -> None:
+        started = time.monotonic()
+        try:
+            error = await self._build(build_sid, service_name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a build's failure is the build's, never the engine's
+            log.exception("build_crashed", build=build_sid)
+            error = f"the build failed inside the engine: {exc}"
+        status = "failed" if error else "completed"
+        async with self.store.begin() as conn:
+            recorded = await leases.finish(conn, build_sid, self.owner, status, error)
+        if not recorded:  # its lease ran out meanwhile and another replica took it over (or it was deleted)
+            log.warning("build_lease_lost", build=build_sid, lease_s=self.lease_s, outcome=status,
+                        why="another replica took the build over after its lease ran out, or it was deleted")
+            return
+        metrics.BUILDS.labels(status).inc()
+        metrics.BUILD_SECONDS.labels(status).observe(time.monotonic() - started)
+        log.info("build_finished", build=build_sid, status=status, error=error)
 
     async def _build(self, build_sid: str, service_name: str) -> str | None:
         """None when built; else the reason, for people."""

@@ -5,7 +5,10 @@ One lock per environment orders its changes (a deployment and a variable change 
 Deployments are applied before the store records them (under the same lock), so a build the
 engine refuses changes nothing; variable changes are recorded first and then roll the
 environment's workers. A background pass every `converge_interval_s` compares the store with
-what this engine serves and closes the gap (restarts, the operator's CLI, other replicas).
+what this engine serves and closes the gap (restarts, the operator's CLI, other replicas), and
+takes over builds whose replica is gone. Between passes, what other replicas announce
+(engine/control/watch.py) is converged at once: an environment's SID converges that environment,
+`*` runs a full pass.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ from engine.control.shapes import new_sid
 from engine.errors import EngineError
 
 log = structlog.get_logger("engine.control")
+
+#: After the first announcement, how long to wait for more before converging: a burst (a deploy
+#: client setting ten variables) becomes one pass per environment.
+NOTIFY_DEBOUNCE_S = 0.02
+EVERYTHING = "*"  # engine.control.watch.EVERYTHING
 
 
 class NotSupported(ApiError):
@@ -56,6 +64,8 @@ class Converger:
         self.applied: dict[str, tuple[str, str]] = {}  # environment → (build, variables digest) being served
         self._refused: dict[str, tuple[str, str]] = {}  # environment → the state the engine refused
         self._task: asyncio.Task[None] | None = None
+        self._pending: set[str] = set()  # announced since the last pass: environment SIDs, or "*"
+        self._wake = asyncio.Event()
 
     def _can_apply(self) -> bool:
         return callable(getattr(self.engine, "apply", None)) and callable(getattr(self.engine, "withdraw", None))
@@ -202,19 +212,57 @@ class Converger:
         for sid, limit in rows:
             deployments.set_worker_quota(sid, limit)
 
+    def changed(self, what: str) -> None:
+        """Another replica (or this one) announced a change to `what`, an environment SID or `*`:
+        converge it soon, in the background loop."""
+        self._pending.add(what)
+        self._wake.set()
+
+    async def converge_environment(self, environment_sid: str) -> None:
+        """Serve what the store says for this one environment: its build and variables, or nothing."""
+        if not self._can_apply():
+            return
+        async with self.store.connect() as conn:
+            build_sid = await conn.scalar(select(t.environments.c.build_sid).where(t.environments.c.sid == environment_sid))
+        if build_sid is None:
+            if environment_sid in self.applied:  # deleted, or its service or account was
+                await self.withdraw(environment_sid)
+            return
+        await self._converge_one(environment_sid)
+
     def start(self, interval_s: float) -> None:
-        """Reconcile every `interval_s` in the background."""
+        """A full pass every `interval_s` in the background, and announced changes as they come."""
         self._task = asyncio.create_task(self._loop(interval_s), name="control-converger")
 
     async def _loop(self, interval_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        full_at = loop.time() + interval_s
         while True:
-            await asyncio.sleep(interval_s)
             try:
-                await self.reconcile()
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_at - loop.time()))
+                await asyncio.sleep(NOTIFY_DEBOUNCE_S)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            pending, self._pending = self._pending, set()
+            if loop.time() >= full_at:
+                pending, full_at = {EVERYTHING}, loop.time() + interval_s
+            try:
+                await self._pass(pending)
             except StoreUnavailable:  # store_down said so once; what is served stays served
                 pass
             except Exception:  # a store outage stops changes, never serving
                 log.exception("reconcile_failed")
+
+    async def _pass(self, pending: set[str]) -> None:
+        if EVERYTHING not in pending:
+            for environment_sid in sorted(pending):
+                await self.converge_environment(environment_sid)
+            return
+        take_over = getattr(self.builder, "take_over", None)
+        if take_over is not None:
+            await take_over()  # builds whose replica is gone (its lease ran out)
+        await self.reconcile()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -1,5 +1,6 @@
 """The control plane's lifecycle beside a started engine: store (migrated) → builder → converger →
-restore deployed environments → the API listener on `api_port`; and back, in reverse."""
+restore deployed environments → the change feed (PostgreSQL) → the API listener on `api_port`;
+and back, in reverse."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from aiohttp import web
 from engine.config import Settings
 from engine.control.accounts import Authenticator
 from engine.control.api import Control, make_control_app
+from engine.control.buildlock import BuildLocks
 from engine.control.builds import Builder
 from engine.control.converge import Converger
 from engine.control.logsink import LogSink
-from engine.control.store import Store, database_url
+from engine.control.store import Store, database_url, is_postgres
+from engine.control.watch import StoreWatch
 
 
 class ControlPlane:
@@ -26,6 +29,7 @@ class ControlPlane:
         self.builder: Builder | None = None
         self.sink: LogSink | None = None
         self.converger: Converger | None = None
+        self.watch: StoreWatch | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -43,7 +47,13 @@ class ControlPlane:
             await self.open_store()
         assert self.store is not None
         work_dir = Path(s.data_dir) if s.data_dir else Path(tempfile.mkdtemp(prefix="engine-control-"))
-        self.builder = Builder(self.store, self.engine, work_dir)
+        self.builder = Builder(self.store, self.engine, work_dir,
+                               lease_s=s.build_lease_s, lease_renew_s=s.build_lease_renew_s)
+        engine_id = getattr(self.engine, "engine_id", "engine")
+        shared = is_postgres(self.store.url)
+        backend = getattr(self.engine, "backend", None)
+        if shared and backend is not None:  # one dependency install per content across the replicas
+            backend.build_guard = BuildLocks(self.store.url, f"functions-engine build {engine_id}").hold
         self.sink = LogSink(self.store, s.max_log_entries_per_environment, s.log_retention_s,
                             s.max_pending_log_lines, s.max_pending_log_lines_per_environment)
         self.sink.start()
@@ -51,6 +61,9 @@ class ControlPlane:
         await converger.reconcile()  # restore: serve again what the store says, before /readyz says 200
         converger.start(s.converge_interval_s)
         self.store.health.on_recovery.append(converger.reconcile)  # after an outage: a full pass at once
+        if shared and s.converge_listen:
+            self.watch = StoreWatch(self.store.url, f"functions-engine watch {engine_id}", converger.changed)
+            self.watch.start()
         await self.builder.resume()
         ctl = Control(store=self.store, settings=s, auth=Authenticator(s.credential_cache_s),
                       builds=self.builder, converger=converger)
@@ -63,6 +76,8 @@ class ControlPlane:
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.watch is not None:
+            await self.watch.close()
         if self.converger is not None:
             await self.converger.close()
         if self.builder is not None:

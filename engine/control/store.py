@@ -197,6 +197,11 @@ builds = Table(
     Column("error", Text, nullable=True),  # why it failed, for people
     *_dates(),
     Index("ix_builds_account_created", "account_sid", "date_created"),
+    # While `building`: the replica (engine id) running it and until when it holds it (renewed while
+    # it runs). An expired lease means that replica is gone: any replica takes the build over.
+    Column("owner", String(64), nullable=True),
+    Column("lease_expires_at", DateTime(timezone=True), nullable=True),
+    Index("ix_builds_status", "status"),
 )
 
 deployments = Table(

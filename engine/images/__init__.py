@@ -22,10 +22,13 @@ One module per image layer: `base.py`, `runner.py`, `service.py`; `build.py` hol
 from engine.images.base import BASE_TAG, UPSTREAM_BASE, debian_mirror, ensure_base_image, mirror_from_sources
 from engine.images.build import KIND_LABEL, MANAGED_LABEL, repo_name
 from engine.images.runner import RUNTIMES, ensure_runner_image, runner_image_tag, twilio_version
-from engine.images.service import PROJECT_DIR, ensure_service_image, project_files, service_image_tag
+from engine.images.service import (
+    PROJECT_DIR, cached_service_image, ensure_service_image, project_files, service_image_tag,
+)
 
 __all__ = [
-    "BASE_TAG", "KIND_LABEL", "MANAGED_LABEL", "PROJECT_DIR", "RUNTIMES", "UPSTREAM_BASE", "debian_mirror",
+    "BASE_TAG", "KIND_LABEL", "MANAGED_LABEL", "PROJECT_DIR", "RUNTIMES", "UPSTREAM_BASE", "cached_service_image",
+    "debian_mirror",
     "ensure_base_image", "ensure_runner_image", "ensure_service_image", "mirror_from_sources", "project_files",
     "repo_name", "runner_image_tag", "service_image_tag", "twilio_version",
 ]

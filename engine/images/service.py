@@ -1,7 +1,9 @@
 """Service build images: a runner image plus one project's code and its declared dependencies.
 
 A project with Python and JS functions has one service image per runner. The tag hashes the
-runner image and every file that goes in, so an unchanged project reuses its image.
+runner image and every file that goes in, so an unchanged project reuses its image. The same hash
+is a label on the image, so the same content under another service name (a build, then each
+environment it is deployed to; another replica on this daemon) is tagged, not built again.
 """
 
 from __future__ import annotations
@@ -45,15 +47,53 @@ _SKIP_FILE = re.compile(r"^(\.env(\..*)?|.*\.py[co]|\.DS_Store)$")
 _REQUIREMENTS = "requirements.txt"
 
 
-def service_image_tag(client: docker.DockerClient, service: str, project_root: Path, runner_image: str) -> str:
-    """The tag of `service`'s build image for the project's current files on `runner_image`."""
+#: The full content hash of a service image (runner, platforms, every file), set when it is built.
+CONTENT_LABEL = "io.functions-engine.content"
+
+
+def service_image_content(client: docker.DockerClient, project_root: Path, runner_image: str) -> str:
+    """The hash of everything that goes into a service image: the runner image and the project's files."""
     runner_id = image_id(client, runner_image)
     if runner_id is None:
         raise ImageBuildError(f"runner image {runner_image} is missing")
     digest = hashlib.sha256()
     digest.update(f"service\0{runner_id}\0{' '.join(image_platforms())}\0".encode())
     hash_tree(digest, project_files(project_root))
-    return f"engine-service-{repo_name(service)}:{digest.hexdigest()[:12]}"
+    return digest.hexdigest()
+
+
+def _tag_for(service: str, content: str) -> str:
+    return f"engine-service-{repo_name(service)}:{content[:12]}"
+
+
+def service_image_tag(client: docker.DockerClient, service: str, project_root: Path, runner_image: str) -> str:
+    """The tag of `service`'s build image for the project's current files on `runner_image`."""
+    return _tag_for(service, service_image_content(client, project_root, runner_image))
+
+
+def cached_service_image(
+    client: docker.DockerClient, service: str, project_root: Path, runner_image: str, progress: ProgressFn | None = None,
+) -> tuple[str | None, str]:
+    """(`service`'s image for this content if the daemon has one, else None; the content hash).
+
+    An image of the same content built under another name is tagged for `service` and reused."""
+    progress = progress or no_progress
+    with BUILD_LOCK:
+        content = service_image_content(client, project_root, runner_image)
+        tag = _tag_for(service, content)
+        if image_id(client, tag):
+            progress(f"service image {tag} present")
+            return tag, content
+        try:
+            same = client.api.images(filters={"label": f"{CONTENT_LABEL}={content}"}, quiet=True)
+            if same:
+                repository, _, version = tag.rpartition(":")
+                client.api.tag(same[0], repository, version)
+                progress(f"service image {tag} present (the same content, built as {same[0][7:19]})")
+                return tag, content
+        except docker.errors.DockerException as exc:
+            raise BackendError(f"cannot look up or tag an image for {tag}: {exc}") from exc
+        return None, content
 
 
 def ensure_service_image(
@@ -72,10 +112,10 @@ def ensure_service_image(
     progress = progress or no_progress
     project_root = Path(project_root).resolve()
     with BUILD_LOCK:
-        tag = service_image_tag(client, service, project_root, runner_image)
-        if image_id(client, tag):
-            progress(f"service image {tag} present")
-            return tag
+        found, content = cached_service_image(client, service, project_root, runner_image, progress)
+        if found is not None:
+            return found
+        tag = _tag_for(service, content)
         files = project_files(project_root)
         with counted("service"), tempfile.TemporaryDirectory(prefix="engine-service-ctx-") as tmp:
             context = Path(tmp)
@@ -97,7 +137,8 @@ def ensure_service_image(
             (context / "Dockerfile").write_text("\n".join(lines) + "\n")
             docker_build(
                 client, context, tag, progress,
-                labels={MANAGED_LABEL: "true", KIND_LABEL: "service", "io.functions-engine.service": service},
+                labels={MANAGED_LABEL: "true", KIND_LABEL: "service", "io.functions-engine.service": service,
+                        CONTENT_LABEL: content},
             )
         return tag
 

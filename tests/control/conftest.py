@@ -38,12 +38,12 @@ class ControlEngine:
     engine: RunningEngine
     api: str
     data_dir: Path
-    database_url: str | None = None  # the store, when not the embedded one in data_dir
+    database_url: str | None = None  # a shared PostgreSQL store instead of the SQLite file in data_dir
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        store = ["--database-url", self.database_url] if self.database_url else []
+        store = ["--database-url", self.database_url] if self.database_url else ["--data-dir", str(self.data_dir)]
         return subprocess.run(
-            [sys.executable, "-m", "engine", *args, "--data-dir", str(self.data_dir), *store],
+            [sys.executable, "-m", "engine", *args, *store],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
 

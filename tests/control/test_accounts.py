@@ -96,5 +96,5 @@ def test_db_upgrade_moves_an_older_store_to_the_newest_schema_keeping_its_accoun
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(data / "engine.db") as db:
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0003",)
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0004",)
         assert db.execute("SELECT friendly_name, max_services, max_workers FROM accounts").fetchall() == [("old", None, None)]

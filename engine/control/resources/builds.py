@@ -95,6 +95,7 @@ async def create(request: web.Request) -> web.Response:
             sid=sid, account_sid=acct, service_sid=service.sid, status="building", runtime=runtime,
             dependencies=json.dumps(dependencies), function_versions=json.dumps(function_sids),
             asset_versions=json.dumps(asset_sids), size_bytes=size, error=None, date_created=when, date_updated=when,
+            **await ctl.builds.new_lease(conn),  # this replica runs it; another takes over if it dies
         ))
         row = await lookup.build(conn, acct, service.sid, sid)
         body = await render(request, conn, row)

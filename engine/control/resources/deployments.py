@@ -12,6 +12,7 @@ from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.errors import BadRequest, NotFound
 from engine.control.shapes import base_url, iso, new_sid, page, required
+from engine.control.watch import announce
 
 routes = web.RouteTableDef()
 _PREFIX = "/v1/Services/{service}/Environments/{environment}/Deployments"
@@ -60,6 +61,7 @@ async def create(request: web.Request) -> web.Response:
             ))
             await conn.execute(update(t.environments).where(t.environments.c.sid == environment.sid)
                                .values(build_sid=build_sid, date_updated=when))
+            await announce(conn, environment.sid)  # every other replica serves it too
             row = (await conn.execute(select(t.deployments).where(t.deployments.c.sid == sid))).first()
 
     await ctl.converger.deploy(environment.sid, build_sid, record)

@@ -18,6 +18,7 @@ from engine.control.errors import Conflict, TooMany
 from pydantic import Field, field_validator
 
 from engine.control.shapes import FormModel, base_url, iso, new_sid, page, parse_form
+from engine.control.watch import announce
 
 routes = web.RouteTableDef()
 
@@ -127,5 +128,6 @@ async def delete_(request: web.Request) -> web.Response:
         for table in (t.logs, t.deployments, t.variables):
             await conn.execute(delete(table).where(table.c.environment_sid == row.sid))
         await conn.execute(delete(t.environments).where(t.environments.c.sid == row.sid))
+        await announce(conn, row.sid)
     await ctl.converger.withdraw(row.sid)
     return web.Response(status=204)

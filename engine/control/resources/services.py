@@ -17,6 +17,7 @@ from engine.control.errors import Conflict, TooMany
 from pydantic import Field, field_validator
 
 from engine.control.shapes import FormModel, base_url, boolean, iso, new_sid, optional, page, parse_form
+from engine.control.watch import announce
 
 routes = web.RouteTableDef()
 
@@ -128,6 +129,8 @@ async def delete_(request: web.Request) -> web.Response:
         for table in (t.logs, t.deployments, t.variables, t.versions, t.builds, t.entries, t.environments):
             await conn.execute(delete(table).where(table.c.service_sid == row.sid))
         await conn.execute(delete(t.services).where(t.services.c.sid == row.sid))
+        for env_sid in env_sids:
+            await announce(conn, env_sid)
     for env_sid in env_sids:
         await ctl.converger.withdraw(env_sid)
     return web.Response(status=204)

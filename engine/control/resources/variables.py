@@ -14,6 +14,7 @@ from engine.control import store as t
 from engine.control.api import account, control
 from engine.control.errors import BadRequest, Conflict, NotFound
 from engine.control.shapes import base_url, iso, new_sid, optional, page, required
+from engine.control.watch import announce
 
 routes = web.RouteTableDef()
 
@@ -81,6 +82,7 @@ async def create(request: web.Request) -> web.Response:
         except IntegrityError:
             raise Conflict(f"variable {key} already exists in this environment; update it instead") from None
         row = (await conn.execute(select(t.variables).where(t.variables.c.sid == sid))).first()
+        await announce(conn, environment.sid)
     await ctl.converger.environment_changed(environment.sid)
     return web.json_response(render(request, row), status=201)
 
@@ -123,6 +125,7 @@ async def update_(request: web.Request) -> web.Response:
         except IntegrityError:
             raise Conflict(f"variable {values['key']} already exists in this environment") from None
         row = await _row(conn, request, environment.sid)
+        await announce(conn, environment.sid)
     await ctl.converger.environment_changed(environment.sid)
     return web.json_response(render(request, row))
 
@@ -134,5 +137,6 @@ async def delete_(request: web.Request) -> web.Response:
         _service, environment = await _parents(conn, request)
         row = await _row(conn, request, environment.sid)
         await conn.execute(delete(t.variables).where(t.variables.c.sid == row.sid))
+        await announce(conn, environment.sid)
     await ctl.converger.environment_changed(environment.sid)
     return web.Response(status=204)
