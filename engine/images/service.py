@@ -19,7 +19,6 @@ from engine import npmdeps, pydeps
 from engine.backends.base import ProgressFn
 from engine.errors import BackendError, ImageBuildError
 from engine.images.build import (
-    BUILD_LOCK,
     IMAGE_PYTHON_VERSION,
     KIND_LABEL,
     MANAGED_LABEL,
@@ -33,6 +32,7 @@ from engine.images.build import (
     normalise_modes,
     pip_install_for_image,
     repo_name,
+    tag_lock,
 )
 
 SERVICE_SITE_PACKAGES = "/opt/service/site-packages"
@@ -71,8 +71,8 @@ def ensure_service_image(
     """
     progress = progress or no_progress
     project_root = Path(project_root).resolve()
-    with BUILD_LOCK:
-        tag = service_image_tag(client, service, project_root, runner_image)
+    tag = service_image_tag(client, service, project_root, runner_image)
+    with tag_lock(tag):
         if image_id(client, tag):
             progress(f"service image {tag} present")
             return tag
