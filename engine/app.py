@@ -76,6 +76,7 @@ class Engine:
         # Service images, built after the port opens, a few at a time (engine/image_queue.py). Paused
         # until every folder service's pool exists, so those warmed at start are built first.
         self.images = ImageQueue(self._prepare, settings.max_parallel_image_builds, paused=True)
+        metrics.IMAGE_BUILDS_WAITING.set_function(lambda: self.images.waiting)
 
     # --- start ----------------------------------------------------------------------------
 
