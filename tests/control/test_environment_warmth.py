@@ -62,7 +62,8 @@ def test_scale_to_zero_after_s_is_per_deployed_environment_by_its_domain_name(
     wait_for(lambda: idle("shop-dev") == 0, 30, "shop-dev scaled to zero after its 3 s")
     assert idle("shop-prod") == 1
     scaled = [r for r in log_records(engine) if r.get("event") == "pool_scaled_to_zero"]
-    assert [(r["pool"], r["scale_to_zero_after_s"]) for r in scaled] == [("shop-dev/node", 3)], scaled
+    # dev may have gone to zero once already between its deployment and its first call: more than 3 s.
+    assert scaled and {(r["pool"], r["scale_to_zero_after_s"]) for r in scaled} == {("shop-dev/node", 3)}, scaled
     before = cold("shop-dev")
     reply = call("dev")
     assert reply.status_code == 200 and reply.text == "fast", reply.text
