@@ -99,8 +99,12 @@ def _start_phase(projects: list[tuple[str, Path]]) -> dict[str, object]:
         server.wait_ready(timeout_s=3600)
         ready_s = time.monotonic() - began
         admin = f"http://127.0.0.1:{server.admin_port}"
-        built_at_ready = steady.metric_total(steady.scrape(admin), "functions_engine_image_builds_total",
+        at_ready = steady.scrape(admin)
+        built_at_ready = steady.metric_total(at_ready, "functions_engine_image_builds_total",
                                              kind="service", outcome="built")
+        rss_at_ready = accounting.process_rss_bytes(server.pid) / 2**20
+        idle_at_ready = (len(accounting.engine_container_ids(server.pid)),
+                         steady.metric_total(at_ready, "functions_engine_warm_budget_used_workers"))
         # The other services' images are built (or found) in the background after readiness: wait for
         # them, bounded, so the round below measures serving, not building.
         while steady.metric_total(steady.scrape(admin), "functions_engine_image_builds_waiting") > 0:
@@ -109,11 +113,15 @@ def _start_phase(projects: list[tuple[str, Path]]) -> dict[str, object]:
             time.sleep(1)
         all_images_s = time.monotonic() - began
         time.sleep(3)  # let the warm starts finish
+        # (Measured again below: after a long first build the pools warmed at start may have gone to
+        # zero meanwhile, as scale_to_zero_after_s says.)
         samples = steady.scrape(admin)
         row: dict[str, object] = {
             "load_average_at_start": os.getloadavg()[0],
             "ready_s": round(ready_s, 1),
             "images_built_before_ready": round(built_at_ready),
+            "engine_rss_at_ready_mb": round(rss_at_ready, 1),
+            "idle_containers_at_ready": idle_at_ready[0], "budget_used_workers_at_ready": idle_at_ready[1],
             "all_images_there_s": round(all_images_s, 1),
             "images_built": round(steady.metric_total(samples, "functions_engine_image_builds_total",
                                                       kind="service", outcome="built")),
