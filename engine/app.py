@@ -10,13 +10,13 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from engine import __version__, metrics, protocol
+from engine import __version__, metrics, npmdeps, protocol, pydeps
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
 from engine.quota import WorkerQuota
 from engine.config import MiB, Settings
 from engine.deployment import Deployments, LiveDeployment
-from engine.errors import BackendError, ConfigError
+from engine.errors import BackendError, ConfigError, ImageBuildError
 from engine.http_conn import front_runner
 from engine.image_queue import ImageQueue
 from engine.pool import Pool, PoolSettings
@@ -36,6 +36,20 @@ def parse_project_arg(arg: str) -> tuple[str, Path]:
     directory = Path(arg)
     derived = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-") or "default"
     return derived, directory
+
+
+def check_declared_dependencies(project: Project) -> None:
+    """What the image build would refuse without running anything (pip options or URLs in
+    requirements.txt, non-registry specs in package.json) stops the start, naming the file: images
+    are built after the port opens, but a project that can never build is an operator's error.
+    What only the install can tell (a version the index does not have) is that service's 503."""
+    try:
+        if "python" in project.runtimes() and (project.root / pydeps.REQUIREMENTS).is_file():
+            pydeps.requirement_lines(project.root / pydeps.REQUIREMENTS)
+        if "node" in project.runtimes() and (project.root / npmdeps.PACKAGE_JSON).is_file():
+            npmdeps.dependencies(project.root / npmdeps.PACKAGE_JSON)
+    except ImageBuildError as exc:
+        raise ConfigError(f"service {project.name!r}: {exc}") from exc
 
 
 def _pick(override: int | None, default: int) -> int:
@@ -94,6 +108,7 @@ class Engine:
             project = load_project(path, name)
             for warning in project.warnings:
                 log.warning("project_warning", service=name, warning=warning)
+            check_declared_dependencies(project)
             self.services.append(Service.from_project(project, self.settings))
 
     async def start(self) -> None:
