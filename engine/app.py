@@ -1,4 +1,5 @@
-"""The engine's lifecycle, in order: projects → backend → images → pools → listeners, and back."""
+"""The engine's lifecycle, in order: projects → backend → pools → listeners → images (in the
+background, engine/image_queue.py), and back."""
 
 from __future__ import annotations
 
@@ -269,7 +270,9 @@ class Engine:
         """Whether this engine can serve: never whether every tenant's code is good.
 
         At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
-        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
+        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's). Only pools
+        warmed at start (pinned, or within the warm budget) have a warm-up, their image build
+        included; the others' images are built in the background and never waited for. So a good
         engine is warm before it takes traffic; likewise once the backend is back after an outage.
         Otherwise only the backend and draining count. While the backend is unreachable but every
         pool still has a live worker, the engine stays ready: the docker backend's workers do not
