@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "500): start-up, one round to each, 90/10 traffic under the warm budget; see "
                              "bench/many.py")
     parser.add_argument("--many-steady-s", type=float, default=60.0, help="seconds of 90/10 traffic for --many")
+    parser.add_argument("--many-tail", default="even",
+                        help="how --many spreads the 10 %% of requests over the 90 %% of services outside the hot "
+                             "set: even (default) or zipf:S (Zipf's law, exponent S); see bench/warm_sim.py")
+    parser.add_argument("--many-skip-steady", action="store_true", help="--many: start-up and the round only")
     return parser
 
 
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, _terminate)
         tools.require("docker")
-        return many.run(args.many, args.many_steady_s)
+        return many.run(args.many, args.many_steady_s, tail=args.many_tail, steady=not args.many_skip_steady)
     if args.soak:
         return _soak(parser, args)
     if args.steady:

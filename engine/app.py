@@ -1,4 +1,5 @@
-"""The engine's lifecycle, in order: projects → backend → images → pools → listeners, and back."""
+"""The engine's lifecycle, in order: projects → backend → pools → listeners → images (in the
+background, engine/image_queue.py), and back."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from engine import __version__, metrics, protocol
+from engine import __version__, metrics, npmdeps, protocol, pydeps
 from engine.admin import make_admin_app
 from engine.backends.base import Backend, WorkerLimits, WorkerSpec
 from engine.quota import WorkerQuota
 from engine.config import MiB, Settings
 from engine.deployment import Deployments, LiveDeployment
-from engine.errors import BackendError, ConfigError
+from engine.errors import BackendError, ConfigError, ImageBuildError
 from engine.http_conn import front_runner
+from engine.image_queue import ImageQueue
 from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
 from engine.routing import Router
@@ -35,6 +37,20 @@ def parse_project_arg(arg: str) -> tuple[str, Path]:
     directory = Path(arg)
     derived = re.sub(r"[^a-z0-9-]+", "-", directory.resolve().name.lower()).strip("-") or "default"
     return derived, directory
+
+
+def check_declared_dependencies(project: Project) -> None:
+    """What the image build would refuse without running anything (pip options or URLs in
+    requirements.txt, non-registry specs in package.json) stops the start, naming the file: images
+    are built after the port opens, but a project that can never build is an operator's error.
+    What only the install can tell (a version the index does not have) is that service's 503."""
+    try:
+        if "python" in project.runtimes() and (project.root / pydeps.REQUIREMENTS).is_file():
+            pydeps.requirement_lines(project.root / pydeps.REQUIREMENTS)
+        if "node" in project.runtimes() and (project.root / npmdeps.PACKAGE_JSON).is_file():
+            npmdeps.dependencies(project.root / npmdeps.PACKAGE_JSON)
+    except ImageBuildError as exc:
+        raise ConfigError(f"service {project.name!r}: {exc}") from exc
 
 
 def _pick(override: int | None, default: int) -> int:
@@ -72,6 +88,10 @@ class Engine:
         self.held_not_ready: str | None = None
         # Idle workers of every pool, folder services and those added at runtime alike (engine/warmth.py).
         self.budget = WarmBudget(settings.warm_budget_mb, settings.warm_budget_workers)
+        # Service images, built after the port opens, a few at a time (engine/image_queue.py). Paused
+        # until every folder service's pool exists, so those warmed at start are built first.
+        self.images = ImageQueue(self._prepare, settings.max_parallel_image_builds, paused=True)
+        metrics.IMAGE_BUILDS_WAITING.set_function(lambda: self.images.waiting)
 
     # --- start ----------------------------------------------------------------------------
 
@@ -89,6 +109,7 @@ class Engine:
             project = load_project(path, name)
             for warning in project.warnings:
                 log.warning("project_warning", service=name, warning=warning)
+            check_declared_dependencies(project)
             self.services.append(Service.from_project(project, self.settings))
 
     async def start(self) -> None:
@@ -103,9 +124,12 @@ class Engine:
             "runtime": self.settings.runtime if self.settings.backend == "docker" else "none",
         })
         await self.backend.start()
+        # No image is built before the ports open: each pool gets its build queued, those warmed at
+        # start (pinned, or within the warm budget) first; a request to any other service moves its
+        # build to the front and waits for it (build_wait_timeout_s).
         for service in self.services:
             for runtime in service.project.runtimes():
-                service.pools[runtime] = await self._make_pool(service.project, runtime)
+                service.pools[runtime] = await self._make_pool(service.project, runtime, lazy=True)
         admin = web.AppRunner(make_admin_app(self.readiness), access_log=None)
         await admin.setup()
         await web.TCPSite(admin, self.settings.host, self.settings.admin_port).start()
@@ -120,6 +144,7 @@ class Engine:
         self._front_runner = front
         self._runners.insert(0, front)
         self.urls = self._describe_urls()
+        self.images.resume()
 
     def _drain_s(self) -> float:
         longest = max((max(s.time_limits_s.values(), default=0) for s in self.services), default=0)
@@ -152,9 +177,19 @@ class Engine:
                             for rt in service.project.runtimes()]
         return demands
 
-    async def _make_pool(self, project: Project, runtime: str, quota: WorkerQuota | None = None) -> Pool:
+    async def _prepare(self, spec: WorkerSpec) -> WorkerSpec:
+        """Build (or find) the image of one pool: what the image queue runs."""
+        assert self.backend is not None
+        return await self.backend.prepare(spec, lambda line: log.info("build_progress", service=spec.service, line=line))
+
+    async def _make_pool(self, project: Project, runtime: str, quota: WorkerQuota | None = None, *,
+                         lazy: bool = False, hostname: str | None = None) -> Pool:
+        """`lazy`: the pool is made at once and its image built in the background (folder services at
+        start); otherwise the image is built first (a deployment is warm before it is switched to).
+        `hostname`: a deployed environment's domain name, for its `[environments."<domain>"]` settings."""
         s = self.settings
         per_service = s.overrides_for(project.name)
+        per_environment = s.environment_overrides(hostname)
         limits = WorkerLimits(
             memory_bytes=_pick(per_service.memory_mb, s.memory_mb) * MiB, cpus=s.cpus,
             pids=s.pids_limit or (128 if s.backend == "docker" and s.runtime == "runsc" else 64),
@@ -164,8 +199,10 @@ class Engine:
             engine_id=self.engine_id, service=project.name, build_id=project.content_hash[:12],
             runtime=runtime, project_root=project.root, limits=limits,
         )
-        assert self.backend is not None
-        spec = await self.backend.prepare(spec, lambda line: log.info("build_progress", service=project.name, line=line))
+        image = self.images.submit(spec)
+        if not lazy:
+            spec = await image.wait()
+            image = None
         root = "/srv/project" if s.backend == "docker" else str(project.root)
         init = protocol.Init(
             service=project.name,
@@ -196,12 +233,17 @@ class Engine:
                 max_worker_age_s=s.max_worker_age_s if per_service.max_worker_age_s is None else per_service.max_worker_age_s,
                 max_lifecycle_calls=s.max_lifecycle_calls_per_pool, crash_backoff_max_s=s.crash_backoff_max_s,
                 memory_mb=_pick(per_service.memory_mb, s.memory_mb), pinned=per_service.min_idle is not None,
-                scale_to_zero_after_s=per_service.scale_to_zero_after_s or s.scale_to_zero_after_s,
+                scale_to_zero_after_s=(per_environment.scale_to_zero_after_s or per_service.scale_to_zero_after_s
+                                       or s.scale_to_zero_after_s),
+                build_wait_timeout_s=s.build_wait_timeout_s,
             ),
             self.budget,
             quota=quota,
+            image=image,
         )
         await pool.start()
+        if image is not None and pool.warm_target() > 0:
+            image.demand()  # warmed at start: built before the services that stay cold until called
         return pool
 
     def _describe_urls(self) -> list[str]:
@@ -228,7 +270,9 @@ class Engine:
         """Whether this engine can serve: never whether every tenant's code is good.
 
         At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
-        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), so a good
+        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's). Only pools
+        warmed at start (pinned, or within the warm budget) have a warm-up, their image build
+        included; the others' images are built in the background and never waited for. So a good
         engine is warm before it takes traffic; likewise once the backend is back after an outage.
         Otherwise only the backend and draining count. While the backend is unreachable but every
         pool still has a live worker, the engine stays ready: the docker backend's workers do not
@@ -279,5 +323,6 @@ class Engine:
         pools = [p for s in self.services for p in s.pools.values()]
         closing = [p.close() for p in pools] + ([self.deployments.close()] if self.deployments else [])
         await asyncio.gather(*closing, return_exceptions=True)
+        await self.images.close()
         if self.backend is not None:
             await self.backend.close()

@@ -51,6 +51,18 @@ class ServiceOverrides(BaseModel):
     functions: dict[str, FunctionOverrides] = Field(default_factory=dict)
 
 
+class EnvironmentOverrides(BaseModel):
+    """Per deployed environment (control API), keyed by its domain name: unique on the engine, across
+    accounts, unlike the `<service>-<environment>` name two accounts may share. Beats `[services.X]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale_to_zero_after_s: float | None = Field(default=None, gt=0)
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
 class Settings(BaseSettings):
     """The engine's configuration. Units are in the names; each limit says what it protects."""
 
@@ -134,6 +146,12 @@ class Settings(BaseSettings):
     # A pool not called for this long stops its idle workers (unless its service pins min_idle); the
     # next request starts one at once (a cold start).
     scale_to_zero_after_s: float = Field(default=300.0, gt=0)
+    # Service images are built after the ports open, this many at once (pip/npm on the host, then
+    # `docker build`: CPU and disk the serving engine shares), so start-up does not wait for them all.
+    max_parallel_image_builds: int = Field(default=2, ge=1)
+    # A request to a service whose image is not built yet waits this long for the build (a cold
+    # start), then 503 with Retry-After; the build goes on.
+    build_wait_timeout_s: float = Field(default=120.0, gt=0)
 
     # --- worker resources ---
     memory_mb: int = Field(default=256, ge=32)
@@ -177,6 +195,8 @@ class Settings(BaseSettings):
     max_pending_log_lines_per_environment: int = Field(default=2_000, ge=1)  # one chatty environment cannot take the rest
 
     services: dict[str, ServiceOverrides] = Field(default_factory=dict)
+    # Deployed environments' own settings, by domain name (`[environments."shop-dev.example.com"]`).
+    environments: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
 
     _config_file: ClassVar[Path | None] = None
     _environ: ClassVar[dict[str, str] | None] = None
@@ -208,6 +228,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"service name {name!r} must be lowercase letters, digits and '-'")
         return value
 
+    @field_validator("environments")
+    @classmethod
+    def _environment_domains(cls, value: dict[str, EnvironmentOverrides]) -> dict[str, EnvironmentOverrides]:
+        named = {}
+        for domain, overrides in value.items():
+            key = domain.lower().rstrip(".")
+            if not _HOSTNAME.match(key):
+                raise ValueError(f"environment domain name {domain!r} must be a DNS name (letters, digits, '-', '.')")
+            named[key] = overrides
+        return named
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -222,6 +253,10 @@ class Settings(BaseSettings):
 
     def overrides_for(self, service: str) -> ServiceOverrides:
         return self.services.get(service) or ServiceOverrides()
+
+    def environment_overrides(self, hostname: str | None) -> EnvironmentOverrides:
+        """A deployed environment's own settings by its domain name (none for a folder service)."""
+        return (self.environments.get(hostname.lower().rstrip(".")) if hostname else None) or EnvironmentOverrides()
 
 
 def _default_warm_budget_mb() -> int:

@@ -112,7 +112,9 @@ class _Superseded(Exception):
     pass
 
 
-PoolMaker = Callable[[Project, str, "WorkerQuota | None"], Awaitable[Pool]]
+# (project, runtime, quota, hostname=...): the engine's `_make_pool`; the hostname picks the
+# environment's own settings ([environments."<domain name>"]).
+PoolMaker = Callable[..., Awaitable[Pool]]
 
 
 class Deployments:
@@ -245,7 +247,8 @@ class Deployments:
         targets: dict[str, int] = {}
         for runtime in service.project.runtimes():
             try:
-                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, quota)
+                pool = service.pools[runtime] = await self.make_pool(service.project, runtime, quota,
+                                                                         hostname=service.hostname)
             except ImageBuildError as exc:  # the build's content is at fault (requirements, package.json)
                 raise ConfigError(f"deployment {service.name!r}: {exc}") from exc
             previous = replacing.pools.get(runtime) if replacing is not None else None

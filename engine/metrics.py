@@ -78,6 +78,10 @@ IMAGE_BUILD_SECONDS = Histogram("image_build_duration_seconds", "Image build tim
                                 buckets=(1, 5, 10, 30, 60, 120, 300, 600), namespace=NAMESPACE,
                                 registry=REGISTRY)
 
+IMAGE_BUILDS_WAITING = Gauge("image_builds_waiting", "Pools' images queued or being built in the background "
+                             "(engine/image_queue.py); 0 once every service's image is there.",
+                             namespace=NAMESPACE, registry=REGISTRY)
+
 
 WARM_BUDGET_USED_MB = Gauge("warm_budget_used_mb", "Idle workers (and starts meant to become idle) of all pools, "
                             "each at its pool's memory_mb.", namespace=NAMESPACE, registry=REGISTRY)

@@ -26,6 +26,7 @@ import structlog
 
 from engine import metrics, protocol
 from engine.backends.base import Backend, WorkerSpec
+from engine.image_queue import ImageJob
 from engine.quota import WorkerQuota
 from engine.errors import (
     AcquireTimeout,
@@ -61,6 +62,8 @@ class PoolSettings:
     memory_mb: int = 256
     pinned: bool = False
     scale_to_zero_after_s: float = math.inf
+    # A request to a pool whose image is still being built waits this long for it (a cold start), then 503.
+    build_wait_timeout_s: float = 600.0
 
 
 #: The first back-off step; each further failure or young death doubles it, up to crash_backoff_max_s.
@@ -81,9 +84,15 @@ class Pool:
         settings: PoolSettings,
         budget: WarmBudget | None = None,
         quota: WorkerQuota | None = None,
+        image: ImageJob | None = None,
     ) -> None:
-        """`quota`: the account's worker quota this pool shares with its other pools (deployments)."""
+        """`quota`: the account's worker quota this pool shares with its other pools (deployments).
+        `image`: the build of the image its workers run, when it is not built yet (engine/image_queue.py);
+        its first start waits for it, and a build that fails is this pool's failure alone."""
         self.backend = backend
+        self._image = image
+        self._spec_ready = image is None  # `spec` names the image to run (set from the build once it is done)
+        self._build_failure: str | None = None  # the image could not be built: every request is a 503 naming it
         self.quota = quota
         self._quota_denied = False  # the last start wanted was refused by the quota
         # Without a budget the pool keeps min_idle warm for ever; with one, warmth follows traffic.
@@ -133,6 +142,9 @@ class Pool:
         """Begin prewarming; readiness is reported by `ready`."""
         if self.quota is not None:
             self.quota.pools.add(self)
+        if self._image is not None and not self._image.done:
+            # A build that fails with nobody waiting still marks the pool failing at once (readiness, metrics).
+            self._image.future.add_done_callback(self._image_done)
         if self._budget is not None:
             # Warm now if pinned or if min_idle fits in the budget, else cold until called. A pinned
             # floor that does not fit is a ConfigError here, before anything is started.
@@ -216,7 +228,15 @@ class Pool:
     @property
     def failing(self) -> bool:
         """Its last start failed, or its workers keep dying before finishing an invocation."""
-        return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS
+        return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS or self._build_failure is not None
+
+    @property
+    def image_built(self) -> bool:
+        """Its image is there (built, found, or none needed)."""
+        if self._image is None:
+            return True
+        future = self._image.future
+        return future.done() and not future.cancelled() and future.exception() is None
 
     def rewarm(self) -> None:
         """The backend is back after an outage: retry starts now, and count as warming until one ends."""
@@ -293,6 +313,10 @@ class Pool:
         if self._budget is not None:
             self.last_used = time.monotonic()
             self._budget.touch(self)
+        if self._image is not None and not self._image.done:
+            await self._wait_for_image()
+        if self._build_failure is not None:
+            raise self._unavailable()
         while self._idle:
             worker = self._idle.pop()  # most recently used first, so the oldest age out
             if worker.alive:
@@ -345,6 +369,35 @@ class Pool:
             self._cold_starts.inc()
         return worker, cold
 
+    def _image_done(self, future: asyncio.Future[WorkerSpec]) -> None:
+        if not self._closed and not future.cancelled() and future.exception() is not None:
+            self._record_build_failure(future.exception())  # type: ignore[arg-type]
+
+    async def _wait_for_image(self) -> None:
+        """A request for a pool whose image is not built yet: wait for the build (first in the queue from
+        now), at most build_wait_timeout_s; a failed build is recorded and answered by the caller."""
+        assert self._image is not None
+        limit = self.settings.build_wait_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                await self._image.wait()
+        except TimeoutError:
+            exc = AcquireTimeout(
+                f"the image of service {self.spec.service} ({self.spec.runtime} runtime) is still being built "
+                f"after build_wait_timeout_s={limit:g}s; the build goes on, retry later")
+            exc.retry_after_s = 5
+            raise exc from None
+        except EngineError as exc:
+            self._record_build_failure(exc)
+
+    def _record_build_failure(self, exc: Exception) -> None:
+        if self._build_failure is None:
+            self._build_failure = str(exc)
+            self._settled = True
+            self._start_failures.inc()
+            log.error("worker_start_failed", pool=self.name, error=self._build_failure, attempt=1, step="image build")
+            self._fail_waiters()
+
     def release(self, worker: Worker, clean: bool, reason: str = "dirty") -> None:
         """Back to the pool if clean and alive; otherwise killed and replaced in the background.
 
@@ -367,6 +420,8 @@ class Pool:
         """Refuse new work, fail waiters (with `reason`), kill every worker."""
         self._closed = True
         self._closed_because = reason
+        if self._image is not None:
+            self._image.cancel()  # not started yet: nobody needs it any more
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(PoolClosed(reason))
@@ -410,6 +465,12 @@ class Pool:
 
     def _unavailable(self) -> WorkersUnavailable:
         """The 503 for a pool that has no worker and cannot get one now, naming why."""
+        if self._build_failure is not None:
+            exc = WorkersUnavailable(
+                f"the service's image could not be built: {self._build_failure}; the engine log has the build "
+                f"output (image_build_failed); fix the project and deploy it again (or restart the engine)")
+            exc.retry_after_s = 60
+            return exc
         wait_s = max(0.0, self._next_start - asyncio.get_running_loop().time())
         if self._failures:
             what = (f"the function's worker could not start: {self._last_failure} "
@@ -441,7 +502,7 @@ class Pool:
         While the pool is failing, one start at a time (a probe): if it fails or dies young too,
         the others would have as well, each at the cost of backend calls everyone shares.
         """
-        if self._closed:
+        if self._closed or self._build_failure is not None:
             return
         target = self.warm_target()
         at_once = 1 if self.failing else self.settings.max_workers
@@ -473,6 +534,19 @@ class Pool:
 
     async def _start_worker(self) -> None:
         worker: Worker | None = None
+        if self._image is not None and not self._spec_ready:
+            try:
+                self.spec = await self._image.wait()
+                self._spec_ready = True
+            except EngineError as exc:
+                self._starting -= 1
+                self._record_build_failure(exc)
+                self._sync_budget()
+                self._quota_freed()
+                return
+            except asyncio.CancelledError:
+                self._starting -= 1
+                raise
         try:
             delay = self._backoff_s()
             if delay:

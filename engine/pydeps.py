@@ -105,7 +105,13 @@ def host_site_packages(project_root: Path, progress: ProgressFn) -> Path | None:
         progress(f"installing {requirements} for the process backend")
         pip_install(staging, lines, progress, what=str(requirements))
         (staging / ".complete").touch()
-        os.replace(staging, target) if not target.exists() else shutil.rmtree(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Two builds of the same requirements at once (max_parallel_image_builds): the other
+            # finished first, and its copy is as good.
+            if not (target / ".complete").is_file():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

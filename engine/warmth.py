@@ -4,8 +4,10 @@ An engine holds hundreds of services, most idle most of the time; a warm worker 
 would pin tens of GiB doing nothing. Idle workers (and starts meant to become idle) cost their
 pool's `memory_mb` and one place against `warm_budget_mb` and `warm_budget_workers`; a pool keeps
 its warm place while that worker serves a request, but further busy workers cost nothing here
-(each pool's `max_workers` bounds them). When the idle workers are over either limit, the
-least-recently-called pools lose theirs first. A pinned pool (`min_idle` set for its service in
+(each pool's `max_workers` bounds them). When the idle workers are over either limit, pools lose
+theirs in LRU-2 order: pools called at most once first, least recently called first, then pools
+called repeatedly, by their second-to-last call. A one-off call to a pool of the long tail thus
+never pushes out a pool with steady traffic (bench/warm_sim.py has the numbers). A pinned pool (`min_idle` set for its service in
 `[services.X]`) keeps `min_idle` warm whatever the traffic: that floor is never evicted, and pinned
 floors that do not fit in the budget are a configuration error. A pool whose starts fail is not
 charged for its retries and never evicts anyone, so a service that cannot boot cannot take warmth
@@ -18,6 +20,7 @@ while the engine runs join the same way (`join`).
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +87,20 @@ class PinnedDemand:
 
 
 class WarmBudget:
-    """Idle workers of every pool against one limit in MB and one in workers, evicted LRU first."""
+    """Idle workers of every pool against one limit in MB and one in workers, evicted LRU-2 first."""
 
-    def __init__(self, limit_mb: int, limit_workers: int) -> None:
+    def __init__(self, limit_mb: int, limit_workers: int, *, second_call: bool = True) -> None:
+        """`second_call`: evict by the time of each pool's second-to-last call (LRU-2: a pool called
+        once, however recently, goes before one called repeatedly); False: by its last call (LRU)."""
         self.limit_mb = limit_mb
         self.limit_workers = limit_workers
+        self.second_call = second_call
         # Least recently called first; a pool moves to the end when it is called.
         self._order: collections.OrderedDict[WarmMember, None] = collections.OrderedDict()
+        # Each pool's (second-to-last call, last call, warm join), as ticks of one counter; -1: none.
+        # Joining warm at start is not a call: it only orders pools nobody has called yet.
+        self._calls: dict[WarmMember, tuple[int, int, int]] = {}
+        self._tick = itertools.count()
         self._held: dict[WarmMember, int] = {}
         self.used_mb = 0
         self.used_workers = 0
@@ -137,6 +147,7 @@ class WarmBudget:
         self._held[member] = 0
         if floor:
             self._order[member] = None
+            self._calls[member] = (-1, -1, next(self._tick))
             return True
         # Room left once every pinned floor is counted, held or not yet.
         unheld = {m: max(0, m.warm_floor - self._held[m]) for m in self._order if m.warm_floor}
@@ -148,6 +159,7 @@ class WarmBudget:
         warm = (want > 0 and reserved_mb + want * member.warm_cost_mb <= self.limit_mb
                 and reserved_workers + want <= self.limit_workers)
         self._order[member] = None
+        self._calls[member] = (-1, -1, next(self._tick) if warm else -1)
         if not warm:
             self._order.move_to_end(member, last=False)  # never called: the first to lose warmth
         return warm
@@ -155,6 +167,7 @@ class WarmBudget:
     def leave(self, member: WarmMember) -> None:
         held = self._held.pop(member, 0)
         self._order.pop(member, None)
+        self._calls.pop(member, None)
         self.used_workers -= held
         self.used_mb -= held * member.warm_cost_mb
         if member.warm_floor:
@@ -167,6 +180,15 @@ class WarmBudget:
         """The pool was called: it is now the most recently used."""
         if member in self._order:
             self._order.move_to_end(member)
+            _, last, joined = self._calls[member]
+            self._calls[member] = (last, next(self._tick), joined)
+
+    def eviction_order(self) -> list[WarmMember]:
+        """Pools in the order they lose idle workers: by last call (LRU), or with `second_call` by the
+        call before it, so one-off calls to the long tail never push out a pool called again and again."""
+        if not self.second_call:
+            return list(self._order)
+        return sorted(self._order, key=self._calls.__getitem__)
 
     def sync(self, member: WarmMember) -> None:
         """The pool's idle workers or warm starts changed: recount it, and evict LRU-first if over."""
@@ -176,7 +198,7 @@ class WarmBudget:
         if not self._enforcing and self._over():
             self._enforcing = True
             try:
-                for victim in list(self._order):
+                for victim in self.eviction_order():
                     while self._over() and victim.evictable > 0:
                         reason = "memory" if self.used_mb > self.limit_mb else "workers"
                         if not self._evict(victim, reason):
@@ -188,7 +210,7 @@ class WarmBudget:
 
     def admit(self, member: WarmMember) -> bool:
         """Room for one more warm worker of `member`: free, or, while it holds fewer places than its
-        warm target, made by evicting pools called less recently (a pinned pool's floor may evict
+        warm target, made by evicting pools before it in the eviction order (a pinned pool's floor may evict
         anyone above their own floor). A failing pool, and a pool replacing a worker it is using
         (already at its target), only get free room: taking a neighbour's only warm worker for a
         second one would pass the cold start on to the neighbour."""
@@ -200,7 +222,7 @@ class WarmBudget:
         pinned_floor = member.warm_floor > 0 and self._held[member] < member.warm_floor
         victims: list[WarmMember] = []
         freed_mb = freed_workers = 0
-        for other in self._order:
+        for other in self.eviction_order():
             if other is member:
                 if not pinned_floor:
                     break

@@ -909,17 +909,24 @@ def test_package_json_specs_other_than_registry_versions_are_refused_at_start(en
     assert "package.json" in logs and evidence in logs and spec in logs, logs[-3000:]
 
 
-def test_a_package_json_build_error_names_package_json_and_npms_error_line(engine_factory, backend, request, tmp_path):
+def test_a_package_json_build_error_is_the_service_s_503_naming_package_json_and_npms_error_line(
+        engine_factory, backend, request, tmp_path):
+    """The install fails only when npm runs, after the port is open (images are built in the
+    background): the engine is ready and its requests are answered with a 503 naming the service,
+    package.json and npm's error line; the log says the same (docs/operating.md, "Start-up and image builds")."""
     _require_docker(backend, request)
     missing = f"no-such-package-{uuid.uuid4().hex[:12]}"
     project = _project_with_package_json(tmp_path / "badpkg", {"dependencies": {missing: "1.0.0"}})
-    running = engine_factory(project, backend=backend, wait_ready=False)
-    assert running.proc.wait(timeout=180) == 1
+    running = engine_factory(project, backend=backend, ready_timeout=180)
+    with running.client(timeout=180) as client:
+        reply = client.get("/hello")
+    assert reply.status_code == 503, reply.text
+    assert "image could not be built" in reply.text and "service badpkg" in reply.text, reply.text
+    assert str(project / "package.json") in reply.text, reply.text
+    assert re.search(r"404 Not Found .*" + re.escape(missing), reply.text), reply.text
     logs = running.logs()
-    line = next((l for l in logs.splitlines() if "package.json" in l and "failed" in l), None)
-    assert line is not None, logs[-3000:]
-    assert str(project / "package.json") in line
-    assert re.search(r"404 Not Found .*" + re.escape(missing), line), line
+    line = next((l for l in logs.splitlines() if "image_build_failed" in l), None)
+    assert line is not None and str(project / "package.json") in line, logs[-3000:]
 
 
 # === leftover work after the callback ===========================================================

@@ -35,10 +35,11 @@ def _containers(engine) -> dict[str, list[str]]:
     """Running containers of this engine by service (ids), from the Docker daemon itself."""
     client = docker.from_env()
     try:
-        found = client.containers.list(filters={"label": f"{ENGINE_LABEL}={engine.extra['engine_id']}"})
+        # The low-level list: one call, no per-container inspect racing a removal.
+        found = client.api.containers(filters={"label": f"{ENGINE_LABEL}={engine.extra['engine_id']}"})
         by_service: dict[str, list[str]] = {}
         for c in found:
-            by_service.setdefault(c.labels[SERVICE_LABEL], []).append(c.id)
+            by_service.setdefault(c["Labels"][SERVICE_LABEL], []).append(c["Id"])
         return by_service
     finally:
         client.close()

@@ -268,7 +268,7 @@ class DockerBackend(Backend):
                                       lambda container_id: self._workers.pop(container_id, None))
         self.channels = ChannelDirs(self.engine_id, self.reaper.owner)
         self.reaper.sweep_also = functools.partial(self.channels.reap_sync, owner_alive)
-        self._prepare_lock = asyncio.Lock()
+        self._runner_lock = asyncio.Lock()  # the shared base and runner images: built once, one at a time
         self._oom: OomEvents | None = None
         self.closed = False
 
@@ -382,29 +382,32 @@ class DockerBackend(Backend):
     async def prepare(self, spec: WorkerSpec, progress: ProgressFn | None = None) -> WorkerSpec:
         """Build (or reuse) the base, runner and service images; returns the spec with `image` set.
 
+        The base and runner images every service shares are built once, one at a time; service
+        images of different contents build side by side (the engine's image queue bounds how many).
         An image for the same content, built by anyone on this daemon, is reused; building one is
         done under `build_guard` (replicas of one store: one install per content at a time)."""
-        async with self._prepare_lock:
-            image, content = await self._call(self._cached_sync, spec, progress)
-            if image is None:
-                async with self.build_guard(content):
-                    image = await self._call(self._prepare_sync, spec, progress)
+        async with self._runner_lock:
+            runner = await self._call(self._runner_sync, spec, progress)
+        image, content = await self._call(self._cached_sync, spec, runner, progress)
+        if image is None:
+            async with self.build_guard(content):
+                image = await self._call(self._service_sync, spec, runner, progress)
         return dataclasses.replace(spec, image=image)
 
-    def _cached_sync(self, spec: WorkerSpec, progress: ProgressFn | None) -> tuple[str | None, str]:
-        """(the service image if the daemon has one for this content, else None; the content hash)."""
-        client = self._client
-        if client is None:
+    def _client_or_fail(self) -> docker.DockerClient:
+        if self._client is None:
             raise BackendError("the docker backend is not started")
-        runner = images.ensure_runner_image(client, spec.runtime, progress, base_image=self.base_image)
-        return images.cached_service_image(client, spec.service, Path(spec.project_root), runner, progress)
+        return self._client
 
-    def _prepare_sync(self, spec: WorkerSpec, progress: ProgressFn | None) -> str:
-        client = self._client
-        if client is None:
-            raise BackendError("the docker backend is not started")
-        runner = images.ensure_runner_image(client, spec.runtime, progress, base_image=self.base_image)
-        return images.ensure_service_image(client, spec.service, Path(spec.project_root), runner, progress)
+    def _cached_sync(self, spec: WorkerSpec, runner: str, progress: ProgressFn | None) -> tuple[str | None, str]:
+        """(the service image if the daemon has one for this content, else None; the content hash)."""
+        return images.cached_service_image(self._client_or_fail(), spec.service, Path(spec.project_root), runner, progress)
+
+    def _runner_sync(self, spec: WorkerSpec, progress: ProgressFn | None) -> str:
+        return images.ensure_runner_image(self._client_or_fail(), spec.runtime, progress, base_image=self.base_image)
+
+    def _service_sync(self, spec: WorkerSpec, runner: str, progress: ProgressFn | None) -> str:
+        return images.ensure_service_image(self._client_or_fail(), spec.service, Path(spec.project_root), runner, progress)
 
     # -- workers --
 

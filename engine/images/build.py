@@ -34,8 +34,21 @@ BUILD_READ_TIMEOUT_S = 1800
 # Debian bookworm's python3 is CPython 3.11: wheels fetched on the host must match it.
 IMAGE_PYTHON_VERSION = "3.11"
 
-# One build at a time per process: two pools asking for the same image must not build it twice.
+# The shared base and runner images: one build at a time per process, so two pools asking for the
+# same one do not build it twice.
 BUILD_LOCK = threading.RLock()
+_TAG_LOCKS: dict[str, threading.Lock] = {}
+_TAG_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def tag_lock(tag: str) -> Iterator[None]:
+    """One build of `tag` at a time (two pools asking for the same service image build it once);
+    builds of different tags run side by side."""
+    with _TAG_LOCKS_GUARD:
+        lock = _TAG_LOCKS.setdefault(tag, threading.Lock())
+    with lock:
+        yield
 
 
 def no_progress(line: str) -> None:

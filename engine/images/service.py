@@ -21,7 +21,6 @@ from engine import npmdeps, pydeps
 from engine.backends.base import ProgressFn
 from engine.errors import BackendError, ImageBuildError
 from engine.images.build import (
-    BUILD_LOCK,
     IMAGE_PYTHON_VERSION,
     KIND_LABEL,
     MANAGED_LABEL,
@@ -35,6 +34,7 @@ from engine.images.build import (
     normalise_modes,
     pip_install_for_image,
     repo_name,
+    tag_lock,
 )
 
 SERVICE_SITE_PACKAGES = "/opt/service/site-packages"
@@ -78,22 +78,21 @@ def cached_service_image(
 
     An image of the same content built under another name is tagged for `service` and reused."""
     progress = progress or no_progress
-    with BUILD_LOCK:
-        content = service_image_content(client, project_root, runner_image)
-        tag = _tag_for(service, content)
-        if image_id(client, tag):
-            progress(f"service image {tag} present")
+    content = service_image_content(client, project_root, runner_image)
+    tag = _tag_for(service, content)
+    if image_id(client, tag):
+        progress(f"service image {tag} present")
+        return tag, content
+    try:
+        same = client.api.images(filters={"label": f"{CONTENT_LABEL}={content}"}, quiet=True)
+        if same:
+            repository, _, version = tag.rpartition(":")
+            client.api.tag(same[0], repository, version)
+            progress(f"service image {tag} present (the same content, built as {same[0][7:19]})")
             return tag, content
-        try:
-            same = client.api.images(filters={"label": f"{CONTENT_LABEL}={content}"}, quiet=True)
-            if same:
-                repository, _, version = tag.rpartition(":")
-                client.api.tag(same[0], repository, version)
-                progress(f"service image {tag} present (the same content, built as {same[0][7:19]})")
-                return tag, content
-        except docker.errors.DockerException as exc:
-            raise BackendError(f"cannot look up or tag an image for {tag}: {exc}") from exc
-        return None, content
+    except docker.errors.DockerException as exc:
+        raise BackendError(f"cannot look up or tag an image for {tag}: {exc}") from exc
+    return None, content
 
 
 def ensure_service_image(
@@ -111,11 +110,14 @@ def ensure_service_image(
     """
     progress = progress or no_progress
     project_root = Path(project_root).resolve()
-    with BUILD_LOCK:
-        found, content = cached_service_image(client, service, project_root, runner_image, progress)
-        if found is not None:
+    found, content = cached_service_image(client, service, project_root, runner_image, progress)
+    if found is not None:
+        return found
+    tag = _tag_for(service, content)
+    with tag_lock(content):  # one build per content at a time; other contents build side by side
+        found, _ = cached_service_image(client, service, project_root, runner_image, progress)
+        if found is not None:  # built (under any name) while this one waited
             return found
-        tag = _tag_for(service, content)
         files = project_files(project_root)
         with counted("service"), tempfile.TemporaryDirectory(prefix="engine-service-ctx-") as tmp:
             context = Path(tmp)

@@ -52,3 +52,27 @@ def test_a_trusted_proxy_that_is_not_an_address_names_the_key_and_value(tmp_path
 def test_front_door_limits_must_be_positive(key):
     with pytest.raises(ConfigError, match=key):
         load_settings({}, {f"ENGINE_{key.upper()}": "0"})
+
+
+def test_a_deployed_environment_s_settings_are_keyed_by_its_domain_name(tmp_path):
+    """`[environments."<domain>"]`: matched case-insensitively (as the router does), unknown keys and
+    names that are not DNS names refused naming the key."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[environments."Shop-Dev.Example.com"]\nscale_to_zero_after_s = 30\n')
+    s = load_settings({"config": str(cfg)}, environ={})
+    assert s.environment_overrides("shop-dev.example.com.").scale_to_zero_after_s == 30
+    assert s.environment_overrides("shop-prod.example.com").scale_to_zero_after_s is None
+    assert s.environment_overrides(None).scale_to_zero_after_s is None
+    cfg.write_text('[environments."shop dev"]\nscale_to_zero_after_s = 30\n')
+    with pytest.raises(ConfigError, match="environments"):
+        load_settings({"config": str(cfg)}, environ={})
+    cfg.write_text('[environments."shop-dev.example.com"]\nmin_idle = 3\n')
+    with pytest.raises(ConfigError, match="min_idle"):
+        load_settings({"config": str(cfg)}, environ={})
+
+
+def test_image_build_settings_have_their_defaults_and_bounds():
+    s = load_settings({}, {})
+    assert (s.max_parallel_image_builds, s.build_wait_timeout_s) == (2, 120.0)
+    with pytest.raises(ConfigError, match="max_parallel_image_builds"):
+        load_settings({"max_parallel_image_builds": 0}, {})

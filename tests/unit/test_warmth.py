@@ -167,3 +167,71 @@ def test_the_default_is_a_quarter_of_memtotal(tmp_path: Path) -> None:
     meminfo.write_text("MemTotal:       8388608 kB\nMemFree: 1 kB\n")
     assert default_warm_budget_mb(meminfo) == 2048
     assert default_warm_budget_mb(tmp_path / "missing") == 1024
+
+
+def _call(budget: WarmBudget, member: _Member) -> None:
+    """One request: the pool is touched, serves on its idle worker (or a new one), which is idle after."""
+    budget.touch(member)
+    member.idle = 1
+    budget.sync(member)
+
+
+def test_a_pool_called_once_loses_its_worker_before_a_pool_called_repeatedly_even_a_less_recent_one() -> None:
+    """LRU-2: `hot` is called twice, then one-off calls to the tail come in; each evicts the previous
+    one-off, never `hot`, although `hot` was called less recently than all of them."""
+    budget = WarmBudget(limit_mb=10_000, limit_workers=2)
+    hot, tail = _Member("hot"), [_Member(f"t{i}") for i in range(4)]
+    _joined(budget, hot, *tail)
+    _call(budget, hot)
+    _call(budget, hot)
+    for member in tail:
+        _call(budget, member)
+    assert hot.evicted == 0 and hot.idle == 1
+    assert [m.evicted for m in tail] == [1, 1, 1, 0]
+    assert budget.used_workers == 2
+
+
+def test_with_recency_only_the_same_one_off_calls_evict_the_repeated_pool() -> None:
+    """The old policy (second_call=False, LRU), for contrast: the second one-off call evicts `hot`."""
+    budget = WarmBudget(limit_mb=10_000, limit_workers=2, second_call=False)
+    hot, tail = _Member("hot"), [_Member(f"t{i}") for i in range(4)]
+    _joined(budget, hot, *tail)
+    _call(budget, hot)
+    _call(budget, hot)
+    for member in tail:
+        _call(budget, member)
+    assert hot.evicted == 1
+
+
+def test_pools_called_once_go_least_recent_first_and_joining_warm_is_not_a_call() -> None:
+    """Among pools called at most once the order is plain LRU (never called first, then warmed at start in
+    join order), so
+    a pool warmed at start and then called once is no better protected than any one-off."""
+    budget = WarmBudget(limit_mb=10_000, limit_workers=10)
+    a, b, c, d = _Member("a"), _Member("b"), _Member("c"), _Member("d")
+    assert budget.join(a, "a", "python") and budget.join(b, "b", "python")  # warm at start
+    a.idle = b.idle = 1
+    budget.sync(a)
+    budget.sync(b)
+    budget.limit_workers = 2
+    assert not budget.join(c, "c", "python") and not budget.join(d, "d", "python")
+    order = budget.eviction_order()
+    assert set(order[:2]) == {c, d} and order[2:] == [a, b]
+    budget.touch(a)
+    budget.touch(b)
+    budget.touch(c)
+    assert budget.eviction_order() == [d, a, b, c]
+    budget.touch(a)
+    assert budget.eviction_order() == [d, b, c, a]
+
+
+def test_a_once_called_pool_cannot_take_room_from_a_repeatedly_called_one() -> None:
+    """admit: a pool may only evict pools before it in the eviction order."""
+    budget = WarmBudget(limit_mb=10_000, limit_workers=1)
+    hot, once = _Member("hot"), _Member("once")
+    _joined(budget, hot, once)
+    _call(budget, hot)
+    _call(budget, hot)
+    budget.touch(once)
+    assert once.warm_short and not budget.admit(once)
+    assert hot.evicted == 0
