@@ -30,10 +30,11 @@ BAD_REQUIREMENT = "six==999.0.0\n"  # no such version: pip fails, and so does th
 
 
 def _service(root: Path, nonce: str, requirements: str | None = None) -> Path:
-    """tenant-good's functions, plus a file with `nonce` so the image is new to the daemon."""
+    """tenant-good's functions, plus a file with `nonce` and the service's own name, so each image
+    is new to the daemon (images of the same content are tagged, not built again)."""
     shutil.copytree(GOOD, root)
     (root / "assets").mkdir()
-    (root / "assets" / "nonce.txt").write_text(nonce)
+    (root / "assets" / "nonce.txt").write_text(f"{nonce} {root.name}")
     if requirements is not None:
         (root / "requirements.txt").write_text(requirements)
     return root
