@@ -61,7 +61,18 @@ def create_database(prefix: str = "fe_test") -> tuple[str, str]:
 
 
 def drop_database(name: str) -> None:
-    asyncio.run(_admin(admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """Drop it, ending its sessions; a session that is just starting (an autovacuum worker, a
+    replica's reconnect) can make one attempt fail, so three are made."""
+    import time
+
+    for attempt in range(3):
+        try:
+            asyncio.run(_admin(admin_url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture
