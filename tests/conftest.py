@@ -146,6 +146,24 @@ class EngineLauncher:
         ready_timeout: float = 300,
         wait_ready: bool = True,
     ) -> RunningEngine:
+        for attempt in range(3):
+            running = self._start(projects, backend, config, env, args)
+            if not wait_ready:
+                return running
+            try:
+                wait_until_ready(running, ready_timeout)
+                return running
+            except AssertionError as exc:
+                # free_port() closes the port it found; an outgoing connection may take it before the
+                # engine binds it. That is the test's race, not the engine's: try other ports.
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(
+        self, projects: tuple[str | Path, ...], backend: str, config: dict[str, Any] | None,
+        env: dict[str, str] | None, args: list[str] | None,
+    ) -> RunningEngine:
         n = len(self.started)
         port, admin_port = free_port(), free_port()
         cmd = [
@@ -167,8 +185,6 @@ class EngineLauncher:
             port=port, proc=proc, log_path=log_path, backend=backend,
         )
         self.started.append(running)
-        if wait_ready:
-            wait_until_ready(running, ready_timeout)
         return running
 
     def close(self) -> None:

@@ -61,15 +61,21 @@ def start_control_engine(
 ) -> ControlEngine:
     """`projects`: folder services served beside the deployed ones (by Host only). `database_url`:
     the store on PostgreSQL (migrated first with `db upgrade`, as operators do), builds in data_dir."""
-    api_port = free_port()
     store = []
     if database_url:
         from engine.control.store import migrate, normalise_url
 
         migrate(normalise_url(database_url))  # what `db upgrade` runs, without a process of its own
         store = ["--database-url", database_url]
-    engine = factory(*projects, backend=backend, config=config,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
+    for attempt in range(3):
+        api_port = free_port()
+        try:
+            engine = factory(*projects, backend=backend, config=config,
+                             args=["--api-port", str(api_port), "--data-dir", str(data_dir), *store])
+            break
+        except AssertionError as exc:  # the API port was taken between free_port() and the bind
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     api = f"http://127.0.0.1:{api_port}/v1"
     for _ in range(100):  # the API listener opens right after /readyz says 200
         try:
