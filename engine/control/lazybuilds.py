@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
 import structlog
 
@@ -23,6 +23,12 @@ log = structlog.get_logger("engine.control")
 OnFailure = Callable[[str, str, str], Awaitable[None]]
 
 
+class Route(Protocol):
+    """What the engine's `apply(..., lazy=True)` returns (engine.lazy_route.LazyRoute)."""
+
+    async def built(self) -> bool: ...
+
+
 class LazyBuilds:
     """One background wait per lazily routed environment; a failure is handed to `on_failure` once."""
 
@@ -30,14 +36,14 @@ class LazyBuilds:
         self._on_failure = on_failure
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def watch(self, environment_sid: str, build_sid: str, route: Any) -> None:
-        """Follow `route` (an engine.lazy_route.LazyRoute) until its images are built or it fails."""
+    def watch(self, environment_sid: str, build_sid: str, route: Route) -> None:
+        """Follow `route` until its images are built or it fails."""
         task = asyncio.create_task(self._follow(environment_sid, build_sid, route),
                                    name=f"lazy-build-{environment_sid}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _follow(self, environment_sid: str, build_sid: str, route: Any) -> None:
+    async def _follow(self, environment_sid: str, build_sid: str, route: Route) -> None:
         try:
             await route.built()
         except EngineError as exc:
