@@ -41,10 +41,12 @@ BROKEN = 3  # its build is made unbuildable while the engine is stopped (the ver
 
 
 @pytest.fixture
-def remove_images() -> Iterator[list[str]]:
-    """Service names (`<service>-<environment>`) whose images the test built: removed at the end."""
+def remove_images(engine_factory: EngineLauncher) -> Iterator[list[str]]:
+    """Service names whose images the test built: removed at the end, once the test's engines are
+    stopped (an image a running worker uses cannot be removed)."""
     names: list[str] = []
     yield names
+    engine_factory.close()
     client = docker.from_env()
     try:
         for name in names:
@@ -174,7 +176,7 @@ def remove_images_now(envs: list[dict[str, Any]]) -> None:
 
 
 def test_a_restored_environment_whose_build_fails_answers_503_naming_it_and_blocks_no_one(
-    engine_factory: EngineLauncher, tmp_path: Path, backend: str,
+    engine_factory: EngineLauncher, tmp_path: Path, backend: str, remove_images: list[str],
 ) -> None:
     """Three environments, the first (restored first, warmed at start) made unbuildable while the
     engine is stopped: the restarted engine is ready, answers it with 503 naming it and the failing
@@ -184,6 +186,8 @@ def test_a_restored_environment_whose_build_fails_answers_503_naming_it_and_bloc
     first = start_control_engine(engine_factory, data, backend=backend)
     account = first.account("team-a")
     with account.client() as c:
+        if backend.startswith("docker"):
+            remove_images += [name for i in range(3) for name in (f"fail{nonce}{i}", f"fail{nonce}{i}-production")]
         envs = [_deploy(c, f"fail{nonce}{i}", f"{nonce}-{i}", dependent=i == 0) for i in range(3)]
     assert first.engine.stop() == 0
     if backend.startswith("docker"):
@@ -194,23 +198,19 @@ def test_a_restored_environment_whose_build_fails_answers_503_naming_it_and_bloc
     manifest["dependencies"]["is-number"] = "999.0.0"
     package.write_text(json.dumps(manifest))
     api_port = free_port()
-    try:
-        engine = engine_factory(backend=backend, ready_timeout=300, args=[
-            "--api-port", str(api_port), "--data-dir", str(data)], config={"warm_budget_workers": 1})
-        reply = _get(engine, broken["host"])
-        assert reply.status_code == 503, reply.text
-        assert f"service {broken['label']}" in reply.text and "building its node image failed" in reply.text, reply.text
-        assert "is-number" in reply.text, reply.text
-        for env in envs[1:]:
-            reply = _get(engine, env["host"])
-            assert reply.status_code == 200 and reply.json()["version"] == env["version"], reply.text
-        assert httpx.get(engine.admin_url + "/readyz", timeout=10).status_code == 200
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}/v1", auth=account.auth, timeout=60) as c:
-            logs_url = f"/Services/{broken['service']}/Environments/{broken['environment']}/Logs"
-            lines = wait_for(lambda: [line for line in ok(c.get(logs_url))["logs"] if line["level"] == "ERROR"
-                                      and f"build {broken['build']} is not served" in line["message"]],
-                             30, "the failed build in the environment's Logs")
-            assert "is-number" in lines[0]["message"], lines
-    finally:
-        if backend.startswith("docker"):
-            remove_images_now(envs)
+    engine = engine_factory(backend=backend, ready_timeout=300, args=[
+        "--api-port", str(api_port), "--data-dir", str(data)], config={"warm_budget_workers": 1})
+    reply = _get(engine, broken["host"])
+    assert reply.status_code == 503, reply.text
+    assert f"service {broken['label']}" in reply.text and "building its node image failed" in reply.text, reply.text
+    assert "is-number" in reply.text, reply.text
+    for env in envs[1:]:
+        reply = _get(engine, env["host"])
+        assert reply.status_code == 200 and reply.json()["version"] == env["version"], reply.text
+    assert httpx.get(engine.admin_url + "/readyz", timeout=10).status_code == 200
+    with httpx.Client(base_url=f"http://127.0.0.1:{api_port}/v1", auth=account.auth, timeout=60) as c:
+        logs_url = f"/Services/{broken['service']}/Environments/{broken['environment']}/Logs"
+        lines = wait_for(lambda: [line for line in ok(c.get(logs_url))["logs"] if line["level"] == "ERROR"
+                                  and f"build {broken['build']} is not served" in line["message"]],
+                         30, "the failed build in the environment's Logs")
+        assert "is-number" in lines[0]["message"], lines
