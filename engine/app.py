@@ -20,6 +20,7 @@ from engine.deployment import Deployments, LiveDeployment
 from engine.errors import BackendError, ConfigError, ImageBuildError
 from engine.http_conn import front_runner
 from engine.image_queue import ImageQueue
+from engine.lazy_route import LazyRoute
 from engine.pool import Pool, PoolSettings
 from engine.project import Project, load_project
 from engine.routing import Router
@@ -155,11 +156,13 @@ class Engine:
 
     # --- deployments at runtime (engine/deployment.py) -------------------------------------
 
-    async def apply(self, dep: LiveDeployment) -> None:
-        """Serve `dep`, replacing what `dep.key` served, with no request lost (see engine/deployment.py)."""
+    async def apply(self, dep: LiveDeployment, *, lazy: bool = False) -> LazyRoute | None:
+        """Serve `dep`, replacing what `dep.key` served, with no request lost (see engine/deployment.py).
+        `lazy`: a key not served yet is routed at once and its images built in the background; the
+        LazyRoute returned then tells how its build ends."""
         if self.deployments is None:
             raise BackendError("the engine is not started; deployments are applied once it serves")
-        await self.deployments.apply(dep)
+        return await self.deployments.apply(dep, lazy=lazy)
 
     async def withdraw(self, key: str) -> None:
         """Stop serving `key` (404 from the next request) and remove its workers."""
@@ -270,7 +273,8 @@ class Engine:
         """Whether this engine can serve: never whether every tenant's code is good.
 
         At start-up it waits until every pool's first warm-up is over (min_idle reached, or a start
-        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's). Only pools
+        failed: a tenant whose code cannot boot is that tenant's 503, not the engine's), the pools of
+        deployed environments restored from the control store included. Only pools
         warmed at start (pinned, or within the warm budget) have a warm-up, their image build
         included; the others' images are built in the background and never waited for. So a good
         engine is warm before it takes traffic; likewise once the backend is back after an outage.
@@ -295,7 +299,11 @@ class Engine:
             for _, pool in pools:
                 pool.rewarm()
         if not self._warmed:
-            waiting = [name for name, p in pools if not p.settled]
+            # Deployed environments routed lazily at start (restored from the control store) warm
+            # like folder services: those the warm budget warms are waited for, the others are not.
+            deployed = [(f"{s.name}/{rt}", p) for s in (self.deployments.live.values() if self.deployments else ())
+                        for rt, p in s.pools.items()]
+            waiting = [name for name, p in pools + deployed if not p.settled]
             if waiting:
                 return False, "pools warming: " + ", ".join(waiting)
             self._warmed = True

@@ -12,6 +12,11 @@ A deployment is applied in this order, and only the last step touches the reques
 
 Calls for one key run one at a time in arrival order, and a call that a later one for the same key
 has already superseded does nothing (the last one wins). Calls for different keys run concurrently.
+
+A key not served yet may be applied lazily (`apply(dep, lazy=True)`: the control plane restoring
+its store, a replica's first sight of an environment): step 2 only makes the pools and queues
+their images, like a folder service's at start, so hundreds of environments are routed at once
+instead of built one after the other (engine/lazy_route.py).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from engine import metrics, npmdeps
 from engine.quota import WorkerQuota
 from engine.config import Settings
 from engine.errors import BackendError, ConfigError, ImageBuildError, ProjectError
+from engine.lazy_route import LazyRoute
 from engine.pool import Pool
 from engine.project import Project, load_project
 from engine.routing import Router
@@ -149,20 +155,31 @@ class Deployments:
 
     # --- the two operations -----------------------------------------------------------------
 
-    async def apply(self, dep: LiveDeployment) -> None:
-        """Serve `dep` at its hostname, replacing what its key served before, with no request lost."""
+    async def apply(self, dep: LiveDeployment, *, lazy: bool = False) -> LazyRoute | None:
+        """Serve `dep` at its hostname, replacing what its key served before, with no request lost.
+
+        `lazy`: if nothing is served for `dep.key` yet (an engine restoring its store, a replica's
+        first sight of an environment), route it at once with its images queued like a folder
+        service's (the warm budget decides whether it warms now), and return the LazyRoute that
+        tells how its build ends. A key already served always gets the new build prepared and warm
+        before the switch (None is returned): laziness never costs a served environment a request.
+        """
         slot, ticket = self._take_ticket(dep.key)
         async with slot.lock:
             if ticket != slot.latest:
                 log.info("deployment_superseded", key=dep.key, service=dep.service_name, build=dep.build_sid)
-                return
+                return None
             self._check_free(dep)
             began = time.monotonic()
             service = await asyncio.to_thread(load_deployment, dep, self.settings)
+            lazily = lazy and dep.key not in self.live
             try:
                 quota = (self.set_worker_quota(dep.account_sid, dep.max_workers_per_account)
                          if dep.account_sid is not None else None)
-                await self._start(service, self.live.get(dep.key), quota)
+                if lazily:
+                    await self._route(service, quota)
+                else:
+                    await self._start(service, self.live.get(dep.key), quota)
                 if ticket != slot.latest:
                     raise _Superseded
                 self._check_free(dep)  # again: another key may have taken the name while this one warmed
@@ -171,14 +188,19 @@ class Deployments:
             except _Superseded:
                 log.info("deployment_superseded", key=dep.key, service=dep.service_name, build=dep.build_sid)
                 await self._close(service)
-                return
+                return None
             except BaseException:
                 await self._close(service)
                 raise
         log.info("deployment_switched", key=dep.key, service=service.name, hostname=service.hostname,
-                 build=dep.build_sid, replaced=old is not None, prepare_ms=round((time.monotonic() - began) * 1000))
+                 build=dep.build_sid, replaced=old is not None, lazy=lazily,
+                 prepare_ms=round((time.monotonic() - began) * 1000))
         if old is not None:
             await self._retire_shielded(old)
+        if not lazily:
+            return None
+        jobs = [job for job in (p.image_job for p in service.pools.values()) if job is not None]
+        return LazyRoute(dep.key, service.name, jobs, lambda: self.live.get(dep.key) is service)
 
     async def withdraw(self, key: str) -> None:
         """Stop serving `key` (404 from the next request) and remove its workers once its requests end."""
@@ -236,6 +258,14 @@ class Deployments:
                     f"deployment {dep.service_name!r} (environment {dep.key}) at {hostname} clashes with the "
                     f"deployment {service.name!r} (environment {key}) at {service.hostname}; rename one of them"
                 )
+
+    async def _route(self, service: Service, quota: WorkerQuota | None) -> None:
+        """Pools made at once, their images queued (engine/image_queue.py): a request waits for its
+        image (moved to the front), the warm budget decides which warm now, a failed build is this
+        service's 503."""
+        for runtime in service.project.runtimes():
+            service.pools[runtime] = await self.make_pool(service.project, runtime, quota, lazy=True,
+                                                          hostname=service.hostname)
 
     async def _start(self, service: Service, replacing: Service | None, quota: WorkerQuota | None = None) -> None:
         """Images prepared, pools started and warm (`min_idle` ready each), or an error saying why not.

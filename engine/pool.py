@@ -231,6 +231,12 @@ class Pool:
         return self._failures > 0 or self._crashes >= CRASH_LOOP_DEATHS or self._build_failure is not None
 
     @property
+    def image_job(self) -> ImageJob | None:
+        """The build its workers wait for, when the pool was made before its image (lazy), else None:
+        whoever routed it lazily learns from it whether the image could be built."""
+        return self._image
+
+    @property
     def image_built(self) -> bool:
         """Its image is there (built, found, or none needed)."""
         if self._image is None:

@@ -234,6 +234,33 @@ def latency_ms(samples: list[Sample]) -> dict[str, float]:
 
 
 @pytest.mark.slow
+def test_a_lazy_apply_cannot_switch_a_served_environment_to_a_cold_build(backend: str, tmp_path: Path) -> None:
+    """`apply(lazy=True)` (the control plane's restore and first sight) routes a key not served yet at
+    once, its image built in the background; for a key already served it is the warm switch of every
+    redeploy: under load, zero failures and one switch, with the new build warm before it."""
+    v1 = write_project(tmp_path / "v1", "v1")
+    v2 = write_project(tmp_path / "v2", "v2")
+
+    async def scenario(engine: Engine) -> None:
+        route = await engine.apply(deployment(v1, build="ZB" + "1" * 32), lazy=True)
+        assert route is not None, "a key not served yet is routed lazily"
+        assert (await aget(engine, "/version")).json()["version"] == "v1"  # waited for its image
+        assert await route.built() is True
+
+        routes: list[object] = []
+
+        async def redeploy() -> None:
+            routes.append(await engine.apply(deployment(v2, build="ZB" + "2" * 32), lazy=True))
+
+        samples = await load_around(engine, redeploy)
+        assert routes == [None], "a served key must not be switched lazily"
+        assert_one_switch(samples, "v1", "v2")
+        assert await route.built() is False  # v1 is no longer served: its outcome concerns nobody
+
+    run_engine(backend, scenario)
+
+
+@pytest.mark.slow
 def test_redeploy_and_rollback_under_load_switch_once_without_failures(backend: str, tmp_path: Path) -> None:
     v1 = write_project(tmp_path / "v1", "v1")
     v2 = write_project(tmp_path / "v2", "v2")

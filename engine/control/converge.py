@@ -28,6 +28,7 @@ from sqlalchemy import insert, select
 from engine.control import metrics
 from engine.control import store as t
 from engine.control.errors import ApiError, BadRequest, Conflict, StoreUnavailable
+from engine.control.lazybuilds import LazyBuilds
 from engine.control.logsink import LogSink, Served
 from engine.control.shapes import new_sid
 from engine.errors import EngineError
@@ -66,6 +67,7 @@ class Converger:
         self._task: asyncio.Task[None] | None = None
         self._pending: set[str] = set()  # announced since the last pass: environment SIDs, or "*"
         self._wake = asyncio.Event()
+        self._lazy = LazyBuilds(self._lazy_build_failed)  # environments routed before their image was built
 
     def _can_apply(self) -> bool:
         return callable(getattr(self.engine, "apply", None)) and callable(getattr(self.engine, "withdraw", None))
@@ -144,7 +146,9 @@ class Converger:
             if self.applied.get(environment_sid) == want:
                 return
             try:
-                await self.engine.apply(dep)
+                # Lazily: an environment this engine does not serve yet (restore, a replica's first
+                # sight) is routed at once and built in the background; one it serves is rolled warm.
+                route = await self.engine.apply(dep, lazy=True)
             except EngineError as exc:
                 metrics.DEPLOYMENTS.labels("refused").inc()
                 self._refused[environment_sid] = want  # not retried until the store says something else
@@ -153,9 +157,11 @@ class Converger:
                 # service took is not served, and its owner can read why.
                 await self.log(environment_sid, "error", f"build {build_sid} is not served: {exc}", build_sid)
                 return
-            self.applied[environment_sid] = want
+            self.applied[environment_sid] = want  # routed lazily or not, that build and variables are served
             self._refused.pop(environment_sid, None)
             metrics.DEPLOYMENTS.labels("applied").inc()
+            if route is not None:
+                self._lazy.watch(environment_sid, build_sid, route)
 
     async def withdraw(self, environment_sid: str) -> None:
         if not self._can_apply():
@@ -264,10 +270,19 @@ class Converger:
             await take_over()  # builds whose replica is gone (its lease ran out)
         await self.reconcile()
 
+    async def _lazy_build_failed(self, environment_sid: str, build_sid: str, error: str) -> None:
+        """A lazily routed environment's image could not be built: reported like a refused deployment.
+        It stays routed (its requests are a 503 naming the build's failure) and counted as applied,
+        so the next pass does not build it again; a new deployment or variable change retries it."""
+        metrics.DEPLOYMENTS.labels("refused").inc()
+        log.error("converge_failed", environment=environment_sid, build=build_sid, error=error, lazy=True)
+        await self.log(environment_sid, "error", f"build {build_sid} is not served: {error}", build_sid)
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._lazy.close()
 
     async def log(self, environment_sid: str, level: str, message: str, build_sid: str | None = None) -> None:
         """An engine line in the environment's Logs (deployments, refusals)."""
