@@ -52,10 +52,12 @@ def _built(engine) -> float:
 
 
 @pytest.fixture
-def remove_images():
-    """Service names whose images the test built: removed at the end, whatever happened."""
+def remove_images(engine_factory):
+    """Service names whose images the test built: removed at the end, whatever happened, once the
+    test's engines are stopped (a running worker's image cannot be removed)."""
     names: list[str] = []
     yield names
+    engine_factory.close()
     client = docker.from_env()
     try:
         for name in names:
