@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import docker
+import docker.errors
 import pytest
 
 from engine import images
+from engine.backends.docker_reaper import SERVICE_LABEL
 
 
 def wait_for(predicate, timeout: float = 10, what: str = "condition") -> Any:
@@ -180,3 +182,22 @@ def second_daemon_with_images(live_restore: bool = False) -> Iterator[SecondDaem
     finally:
         daemon.remove_everything()
     assert not leftovers, f"containers left on the second daemon: {leftovers}"
+
+
+@pytest.fixture
+def remove_images(engine_factory) -> Iterator[list[str]]:
+    """Service names whose images the test built: removed at the end, whatever happened, once the
+    test's engines are stopped (an image a running worker uses cannot be removed)."""
+    names: list[str] = []
+    yield names
+    engine_factory.close()
+    client = docker.from_env()
+    try:
+        for name in names:
+            for image in client.images.list(filters={"label": f"{SERVICE_LABEL}={name}"}):
+                try:
+                    client.images.remove(image.id, force=True)
+                except docker.errors.APIError:
+                    pass
+    finally:
+        client.close()

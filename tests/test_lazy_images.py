@@ -20,9 +20,8 @@ import httpx
 import pytest
 
 from bench import steady
-from engine.backends.docker_reaper import SERVICE_LABEL
 from tests.conftest import PROJECTS
-from tests.docker_helpers import log_records, wait_for
+from tests.docker_helpers import log_records, remove_images, wait_for  # noqa: F401 (a fixture)
 
 GOOD = PROJECTS / "tenant-good"
 SLOW_REQUIREMENT = "six==1.16.0\n"  # a real pip install from the local index: the build takes seconds
@@ -50,24 +49,6 @@ def _built(engine) -> float:
     return steady.metric_total(steady.scrape(engine.admin_url), "functions_engine_image_builds_total",
                                kind="service", outcome="built")
 
-
-@pytest.fixture
-def remove_images(engine_factory):
-    """Service names whose images the test built: removed at the end, whatever happened, once the
-    test's engines are stopped (a running worker's image cannot be removed)."""
-    names: list[str] = []
-    yield names
-    engine_factory.close()
-    client = docker.from_env()
-    try:
-        for name in names:
-            for image in client.images.list(filters={"label": f"{SERVICE_LABEL}={name}"}):
-                try:
-                    client.images.remove(image.id, force=True)
-                except docker.errors.APIError:
-                    pass
-    finally:
-        client.close()
 
 
 def test_many_services_are_ready_and_served_before_every_image_is_built(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from bench import steady
 from engine.backends.docker_reaper import SERVICE_LABEL
 from tests.conftest import EngineLauncher, RunningEngine, free_port
 from tests.control.conftest import make_service, ok, start_control_engine, upload, wait_build
-from tests.docker_helpers import log_records, wait_for
+from tests.docker_helpers import log_records, remove_images, wait_for  # noqa: F401 (a fixture)
 
 PLAIN_JS = """exports.handler = (context, event, callback) => callback(null, { version: '%s' });
 """
@@ -39,24 +38,6 @@ IS_NUMBER = '[{"name":"is-number","version":"7.0.0"}]'
 ENVIRONMENTS = 8
 BROKEN = 3  # its build is made unbuildable while the engine is stopped (the version is gone)
 
-
-@pytest.fixture
-def remove_images(engine_factory: EngineLauncher) -> Iterator[list[str]]:
-    """Service names whose images the test built: removed at the end, once the test's engines are
-    stopped (an image a running worker uses cannot be removed)."""
-    names: list[str] = []
-    yield names
-    engine_factory.close()
-    client = docker.from_env()
-    try:
-        for name in names:
-            for image in client.images.list(filters={"label": f"{SERVICE_LABEL}={name}"}):
-                try:
-                    client.images.remove(image.id, force=True)
-                except docker.errors.APIError:
-                    pass
-    finally:
-        client.close()
 
 
 def _built(engine: RunningEngine) -> float:

@@ -30,8 +30,8 @@ from engine.control.errors import StoreUnavailable
 from engine.control.logsink import LogSink, Served
 from engine.control.outage import store_unavailable
 from engine.metrics import REGISTRY
-from tests.conftest import EngineLauncher, RunningEngine, free_port
-from tests.control.conftest import REPO, Account, error, make_service, ok, upload, wait_build
+from tests.conftest import EngineLauncher, RunningEngine
+from tests.control.conftest import REPO, Account, error, make_service, ok, start_control_engine, upload, wait_build
 from tests.postgres import PrivateCluster, private_pg  # noqa: F401  (a private cluster this module stops and starts)
 
 DROPPED, STORE_UP = "functions_engine_log_lines_dropped_total", "functions_engine_store_up"
@@ -273,16 +273,8 @@ def start_pg_engine(factory: EngineLauncher, data_dir: Path, cluster: PrivateClu
     url = cluster if isinstance(cluster, str) else cluster.url
     done = _cli("db", "upgrade", "--database-url", url)
     assert done.returncode == 0, done.stderr
-    api_port = free_port()
-    engine = factory(backend=backend, config=config,
-                     args=["--api-port", str(api_port), "--data-dir", str(data_dir), "--database-url", url])
-    api = f"http://127.0.0.1:{api_port}/v1"
-    for _ in range(100):  # the API listener opens right after /readyz says 200
-        try:
-            httpx.get(api + "/Services", timeout=2)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    control = start_control_engine(factory, data_dir, backend=backend, config=config, database_url=url)
+    engine, api = control.engine, control.api
     return PgEngine(engine, api, url)
 
 
