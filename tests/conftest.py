@@ -45,13 +45,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             "docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in chosen or ["docker"]],
             scope="module",
         )
-    if "runc_backend" in metafunc.fixturenames:
+    if "control_docker_backend" in metafunc.fixturenames:
         # Docker tests of the control plane (stores, replicas, warmth): the OCI runtime does not
         # change what they prove, so they run once, on runc (on gVisor only if it alone is chosen).
         chosen = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip().startswith("docker")]
         pick = ["docker"] if "docker" in chosen or not chosen else chosen[:1]
         metafunc.parametrize(
-            "runc_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in pick], scope="module",
+            "control_docker_backend", [pytest.param(b, marks=pytest.mark.docker, id=b) for b in pick], scope="module",
         )
     if "backend" in metafunc.fixturenames:
         backends = [b.strip() for b in metafunc.config.getoption("--backends").split(",") if b.strip()]

@@ -41,9 +41,9 @@ def _deploy(control: ControlEngine, account: Account, service_name: str, code: s
 
 @pytest.mark.docker
 def test_requests_spread_over_two_environments_cannot_run_more_workers_than_the_account_quota(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend,
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend,
                                    config={"max_workers": 4, "min_idle": 1})
     greedy = control.account("greedy", "--max-workers", "2")
     other = control.account("other")
@@ -104,9 +104,9 @@ VERSION_JS = "exports.handler = (context, event, callback) => callback(null, '%s
 
 @pytest.mark.docker
 def test_a_redeploy_at_the_account_quota_takes_the_old_builds_idle_place_and_never_exceeds_it(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend, config={"min_idle": 1})
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend, config={"min_idle": 1})
     account = control.account("tight", "--max-workers", "1")
     mine = f"{ENGINE_LABEL}={engine_id_of(control.engine)}"  # this engine's containers, not a concurrent run's
     client = docker.from_env()

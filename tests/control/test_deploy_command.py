@@ -38,9 +38,9 @@ def _engine_cli(control: ControlEngine, sid: str, token: str, *args: str) -> str
 
 @pytest.mark.docker
 def test_deploy_command_uploads_only_what_changed_and_activates_env_and_logs_work(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = control.account("team-a")
 
     def call() -> dict[str, str]:

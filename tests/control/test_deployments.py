@@ -47,9 +47,9 @@ def _eventually(check: Any, timeout: float = 20) -> Any:
 
 @pytest.mark.docker
 def test_deploy_variables_rollback_and_delete_through_the_api(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = control.account("team-a")
     with account.client() as c:
         service = make_service(c, "shop")["sid"]
@@ -97,9 +97,9 @@ def test_deploy_variables_rollback_and_delete_through_the_api(
 
 @pytest.mark.docker
 def test_an_engine_restarted_on_the_same_store_serves_its_deployments_again(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    first = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    first = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = first.account("team-a")
     with account.client() as c:
         service = make_service(c, "shop")["sid"]
@@ -110,7 +110,7 @@ def test_an_engine_restarted_on_the_same_store_serves_its_deployments_again(
     assert first.engine.stop() == 0
     # engine_factory returns as soon as /readyz says 200: the deployment must be served by then.
     api_port = free_port()
-    engine = engine_factory(backend=runc_backend, args=["--api-port", str(api_port), "--data-dir", str(tmp_path / "data")])
+    engine = engine_factory(backend=control_docker_backend, args=["--api-port", str(api_port), "--data-dir", str(tmp_path / "data")])
     response = httpx.get(f"{engine.url}/version", headers={"Host": f"shop.localhost:{engine.port}"}, timeout=30)
     assert response.status_code == 200 and response.json()["version"] == "v1"
 
@@ -125,10 +125,10 @@ LOGGING_JS = """exports.handler = (context, event, callback) => {
 
 @pytest.mark.docker
 def test_handler_lines_and_invocations_reach_the_logs_resource_and_cannot_flood_it(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
     """`max_log_entries_per_environment` (here 6) holds however many lines a handler writes."""
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend,
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend,
                                    config={"max_log_entries_per_environment": 6})
     account = control.account("team-a")
     with account.client() as c:
@@ -181,10 +181,10 @@ def test_handler_lines_and_invocations_reach_the_logs_resource_and_cannot_flood_
 
 @pytest.mark.docker
 def test_deleting_an_account_with_the_cli_stops_its_traffic_on_the_running_engine(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
     """The operator's CLI writes the store, not the engine: the converge pass must withdraw what it served."""
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend,
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend,
                                    config={"converge_interval_s": 1.0})
     account = control.account("leaving")
     with account.client() as c:
@@ -205,11 +205,11 @@ def test_deleting_an_account_with_the_cli_stops_its_traffic_on_the_running_engin
 
 @pytest.mark.docker
 def test_redeploy_through_the_api_under_steady_load_fails_no_request_and_switches_once(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
     import threading
 
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = control.account("team-a")
     with account.client() as c:
         service = make_service(c, "load")["sid"]

@@ -23,14 +23,14 @@ FAST_JS = "exports.handler = (context, event, callback) => callback(null, 'fast'
 
 @pytest.mark.docker
 def test_scale_to_zero_after_s_is_per_deployed_environment_by_its_domain_name(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
     config = {
         "min_idle": 1, "max_workers": 1, "scale_to_zero_after_s": 3600,
         "services": {"shop-dev": {"scale_to_zero_after_s": 3600}},  # the environment's own setting beats it
         "environments": {"shop-dev.localhost": {"scale_to_zero_after_s": 3}},
     }
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend, config=config)
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend, config=config)
     account = control.account("team")
     with account.client() as c:
         service = make_service(c, "shop")["sid"]

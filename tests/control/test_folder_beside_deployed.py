@@ -20,9 +20,9 @@ def _get(engine: ControlEngine, host: str, path: str) -> httpx.Response:
 
 @pytest.mark.docker
 def test_a_folder_service_and_a_deployed_environment_share_one_engine_and_cannot_take_each_others_host(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend,
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend,
                                    projects=(f"alpha={PROJECTS / 'svc-alpha'}",))
     account = control.account("team-a")
     with account.client() as c:
@@ -59,9 +59,9 @@ def test_a_folder_service_and_a_deployed_environment_share_one_engine_and_cannot
 
 @pytest.mark.docker
 def test_a_folder_service_given_at_restart_keeps_its_host_and_the_clashing_environment_says_why(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
 ) -> None:
-    first = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    first = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = first.account("team-a")
     with account.client() as c:
         alpha = make_service(c, "alpha")["sid"]
@@ -77,7 +77,7 @@ def test_a_folder_service_given_at_restart_keeps_its_host_and_the_clashing_envir
 
     # The same store, now with a folder service at the deployed environment's host: the engine
     # starts, the folder service has its host, and the environment's Logs name both.
-    second = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend,
+    second = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend,
                                   projects=(f"alpha={PROJECTS / 'svc-alpha'}",))
     assert _get(second, "alpha.localhost", "/alpha-only").text == "only in alpha"
     assert _get(second, "alpha.localhost", "/hello").status_code == 404

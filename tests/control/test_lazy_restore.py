@@ -67,12 +67,12 @@ def _deploy(c: httpx.Client, name: str, version: str, dependent: bool) -> dict[s
 
 @pytest.mark.docker
 def test_an_engine_restarted_on_many_environments_is_ready_and_serves_before_their_images_are_built(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None,
     remove_images: list[str],
 ) -> None:
     nonce = uuid.uuid4().hex[:6]
     data = tmp_path / "data"
-    first = start_control_engine(engine_factory, data, backend=runc_backend)
+    first = start_control_engine(engine_factory, data, backend=control_docker_backend)
     account = first.account("team-a")
     with account.client() as c:
         envs = []
@@ -91,7 +91,7 @@ def test_an_engine_restarted_on_many_environments_is_ready_and_serves_before_the
 
     api_port = free_port()
     started = time.monotonic()
-    engine = engine_factory(backend=runc_backend, ready_timeout=300, args=[
+    engine = engine_factory(backend=control_docker_backend, ready_timeout=300, args=[
         "--api-port", str(api_port), "--data-dir", str(data)],
         config={"warm_budget_workers": 1, "max_workers": 1, "max_parallel_image_builds": 1})
     ready_s = time.monotonic() - started

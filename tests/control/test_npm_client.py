@@ -72,9 +72,9 @@ def _client(home: Path, control: ControlEngine, sid: str, token: str, *args: str
 
 @pytest.mark.docker
 def test_npm_deploy_client_deploys_redeploys_activates_an_older_build_and_reads_logs(
-    engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str, docker_available: None, serverless_api_home: Path,
+    engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str, docker_available: None, serverless_api_home: Path,
 ) -> None:
-    control = start_control_engine(engine_factory, tmp_path / "data", backend=runc_backend)
+    control = start_control_engine(engine_factory, tmp_path / "data", backend=control_docker_backend)
     account = control.account("team-a")
 
     def call(host: str, path: str = "/version") -> httpx.Response:

@@ -193,12 +193,12 @@ def descendants(pid: int) -> dict[int, str]:
 
 @pytest.mark.docker
 def test_a_change_through_one_replica_is_served_by_the_other_within_5_s(
-    engine_factory: EngineLauncher, tmp_path: Path, pg_url: str, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, pg_url: str, control_docker_backend: str, docker_available: None,
 ) -> None:
     """Deploy, rollback and variables through either replica; the other serves them within 5 s. The
     converge pass runs once a minute here, so only the change feed can be that fast."""
     db_upgrade(pg_url)
-    (a, b), account = replicas(engine_factory, tmp_path, pg_url, runc_backend, "a", "b", account="team-a",
+    (a, b), account = replicas(engine_factory, tmp_path, pg_url, control_docker_backend, "a", "b", account="team-a",
                                converge_interval_s=60)
     assert account is not None
     with api(a, account) as ca, api(b, account) as cb:
@@ -282,7 +282,7 @@ def test_changes_arrive_without_notifications_and_after_the_listen_connection_is
 
 @pytest.mark.docker
 def test_a_build_whose_replica_is_killed_mid_install_is_taken_over_and_no_daemon_installs_twice(
-    engine_factory: EngineLauncher, tmp_path: Path, pg_url: str, runc_backend: str, docker_available: None,
+    engine_factory: EngineLauncher, tmp_path: Path, pg_url: str, control_docker_backend: str, docker_available: None,
 ) -> None:
     """SIGKILL replica A while its build installs dependencies: after the lease runs out B takes the
     build over and finishes it; deployed through B, it is served by B and by A restarted, which
@@ -291,7 +291,7 @@ def test_a_build_whose_replica_is_killed_mid_install_is_taken_over_and_no_daemon
     lease = {"build_lease_s": 6, "build_lease_renew_s": 2, "converge_interval_s": 1}
     db_upgrade(pg_url)
     scratch = tempfile.mkdtemp(prefix="fe-replicas-")  # TMPDIR: what the killed replica leaves there is removed
-    (a, b), account = replicas(engine_factory, tmp_path, pg_url, runc_backend, "a", "b", env={"TMPDIR": scratch},
+    (a, b), account = replicas(engine_factory, tmp_path, pg_url, control_docker_backend, "a", "b", env={"TMPDIR": scratch},
                                account="team-a", **lease)
     assert account is not None
     token = secrets.token_hex(4)  # new content: nothing on the daemon has it yet
@@ -320,7 +320,7 @@ def test_a_build_whose_replica_is_killed_mid_install_is_taken_over_and_no_daemon
 
             ok(cb.post(f"/Services/{service}/Environments/{env}/Deployments", data={"BuildSid": sid}), 201)
             assert call(b, host) == {"version": f"taken-over-{token}", "number": True}
-            (a,), _ = replicas(engine_factory, tmp_path, pg_url, runc_backend, "a", env={"TMPDIR": scratch},
+            (a,), _ = replicas(engine_factory, tmp_path, pg_url, control_docker_backend, "a", env={"TMPDIR": scratch},
                                **lease)  # restarted on the same store
             served_within(lambda: call(a, host) == {"version": f"taken-over-{token}", "number": True}, BOUND_S,
                           "the deployment, on A restarted")

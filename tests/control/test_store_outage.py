@@ -397,13 +397,13 @@ def assert_(condition: bool) -> None:
 
 @pytest.mark.docker
 def test_postgres_restart_under_load_fails_no_function_request_and_the_api_answers_503_then_recovers(
-    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str,
+    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str,
     docker_available: None,
 ) -> None:
     """4 clients for ~15 s while PostgreSQL is stopped for ~5 s: every function request answered 200
     under 4 s (a loose bound: this shared machine's noise); the API 503 in the error shape during, 200 after; /readyz 200 throughout; the
     gauge and the log lines; a variable changed after recovery is served."""
-    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, runc_backend,
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, control_docker_backend,
                           {"converge_interval_s": 1.0, "database_connect_timeout_s": 2.0, "database_command_timeout_s": 2.0})
     account = ctl.account("team-a")
     host = "outage.localhost"
@@ -451,7 +451,7 @@ def test_postgres_restart_under_load_fails_no_function_request_and_the_api_answe
 
 @pytest.mark.docker
 def test_handler_logging_heavily_into_a_frozen_store_is_not_slowed_and_cannot_crowd_out_a_quiet_environment(
-    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str,
+    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str,
     docker_available: None,
 ) -> None:
     """While the store accepts connections but never answers (SIGSTOP: the slow case, each write
@@ -460,7 +460,7 @@ def test_handler_logging_heavily_into_a_frozen_store_is_not_slowed_and_cannot_cr
     rest is this loaded machine's noise, up to about 2 s seen), its lines past
     `max_pending_log_lines_per_environment` (40) are dropped and counted, and a quiet environment's
     lines, like the lines logged just before, reach the Logs API once the store answers again."""
-    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, runc_backend, {
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", private_pg, control_docker_backend, {
         "converge_interval_s": 1.0, "database_connect_timeout_s": 5.0, "database_command_timeout_s": 5.0,
         "max_pending_log_lines_per_environment": 40, "max_pending_log_lines": 100,
     })
@@ -522,7 +522,7 @@ def _sql(url: str, *statements: str) -> None:
 
 @pytest.mark.docker
 def test_a_change_written_while_this_engine_could_not_reach_the_store_is_served_by_the_pass_after_recovery(
-    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, runc_backend: str,
+    private_pg: PrivateCluster, engine_factory: EngineLauncher, tmp_path: Path, control_docker_backend: str,
     docker_available: None,
 ) -> None:
     """The engine's role is locked out of the database (CONNECTION LIMIT 0, its sessions ended) while
@@ -531,7 +531,7 @@ def test_a_change_written_while_this_engine_could_not_reach_the_store_is_served_
     _sql(private_pg.url, "CREATE ROLE engine_app LOGIN", "CREATE DATABASE app OWNER engine_app")
     app_url = f"postgresql://engine_app@127.0.0.1:{private_pg.port}/app"
     admin_app_url = f"postgresql://postgres@127.0.0.1:{private_pg.port}/app"
-    ctl = start_pg_engine(engine_factory, tmp_path / "data", app_url, runc_backend, {"converge_interval_s": 60.0})
+    ctl = start_pg_engine(engine_factory, tmp_path / "data", app_url, control_docker_backend, {"converge_interval_s": 60.0})
     account = ctl.account("team-a")
     host = "elsewhere.localhost"
     with account.client() as c:
